@@ -1,0 +1,115 @@
+# descent: one Makefile. `make` builds build/descent, `make test` runs every
+# test (then the unit tests again under AddressSanitizer + UBSan),
+# `make bench` runs the default benchmark suite.
+#
+# Variables: NATIVE=1 adds -march=native; OPT (default -O2); SANITIZE=address,undefined;
+# WITH_CUDA=0/1 forces the CUDA parts off/on (default: on when nvcc is found).
+
+BUILD    ?= build
+OPT      ?= -O2
+NATIVE   ?= 0
+SANITIZE ?=
+CC       ?= gcc
+ifeq ($(CC),cc)
+CC := gcc
+endif
+PYTHON_TORCH ?= /usr/bin/python3
+
+# Debian packages the build and the tests need (installed when missing and root).
+DEB_PACKAGES := gcc make pkg-config libopenblas-dev liblapacke-dev libcjson-dev libcmocka-dev python3-numpy
+
+OPENBLAS_INC := $(shell pkg-config --cflags openblas 2>/dev/null)
+WARN   := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
+CFLAGS_BASE := -std=c11 -D_DEFAULT_SOURCE $(OPT) -g -fopenmp $(WARN) $(OPENBLAS_INC)
+ifeq ($(NATIVE),1)
+CFLAGS_BASE += -march=native
+endif
+ifneq ($(SANITIZE),)
+CFLAGS_BASE += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS_SAN := -fsanitize=$(SANITIZE)
+endif
+GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+CFLAGS := $(CFLAGS_BASE) -DDS_GIT_REV='"$(GIT_REV)"' -DDS_BUILD_CFLAGS='"$(strip $(CFLAGS_BASE))"'
+LDLIBS := -fopenmp $(LDFLAGS_SAN) -lopenblas -llapacke -lcjson -lm
+
+# Optional parts: reported, never silently assumed.
+NVCC := $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+ifeq ($(origin WITH_CUDA),undefined)
+WITH_CUDA := $(if $(NVCC),1,0)
+endif
+
+LIB_SRC := $(wildcard core/*.c optimizers/*.c workloads/*.c) \
+           $(filter-out harness/main.c,$(wildcard harness/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+# Unit tests: everything but the command-line tests (which run the binary).
+UNIT_BIN := $(filter-out $(BUILD)/tests/test_cli,$(TEST_BIN))
+
+.PHONY: all deps test test-unit test-sanitize bench clean install help
+all: deps $(BUILD)/descent
+	@echo "built $(BUILD)/descent  [cuda: $(if $(filter 1,$(WITH_CUDA)),nvcc found at $(NVCC); the CUDA backend is not written yet,not found)] [mpi: not built] [nccl: not built]"
+
+# Installs what is missing when root; otherwise prints the one command to run.
+deps:
+	@missing=""; \
+	if command -v dpkg-query >/dev/null 2>&1; then \
+	  for p in $(DEB_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	  done; \
+	else echo "descent: dpkg-query not found: not a Debian system, assuming dependencies are installed"; fi; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "descent: installing:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null || exit 1; \
+	  else \
+	    echo "descent: missing Debian packages. Run:"; \
+	    echo "  sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "CC $<"
+	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libdescent.a: $(LIB_OBJ)
+	@rm -f $@
+	@ar rcs $@ $^
+
+$(BUILD)/descent: $(BUILD)/obj/harness/main.o $(BUILD)/libdescent.a
+	@echo "LD $@"
+	@$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libdescent.a
+	@mkdir -p $(dir $@)
+	@echo "CC $<"
+	@$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libdescent.a $(LDLIBS) -lcmocka
+
+# Every test; then the unit tests once more under ASan + UBSan. The last line
+# is the summary: N passed, N failed, N skipped.
+test: deps $(BUILD)/descent $(TEST_BIN)
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan SANITIZE=address,undefined OPT=-O1 \
+	    $(BUILD)/asan/descent $(patsubst $(BUILD)/%,$(BUILD)/asan/%,$(TEST_BIN)) >/dev/null
+	@DESCENT_BIN=$(BUILD)/descent PYTHON_TORCH=$(PYTHON_TORCH) sh tests/run.sh \
+	    "$(TEST_BIN)" "$(patsubst $(BUILD)/%,$(BUILD)/asan/%,$(UNIT_BIN))" $(BUILD)/asan/descent
+
+# The unit tests alone (fast), and the sanitizer pass alone.
+test-unit: $(UNIT_BIN)
+	@sh tests/run.sh "$(UNIT_BIN)" "" ""
+
+bench: all
+	@echo "descent: the benchmark suite (configs/bench.ini, plots and report) is not part of this build yet"; exit 2
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BUILD)/descent $(DESTDIR)$(PREFIX)/bin/descent
+PREFIX ?= /usr/local
+
+clean:
+	rm -rf $(BUILD)
+
+help:
+	@sed -n '1,8p' Makefile
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/harness/main.d

@@ -1,0 +1,115 @@
+/*
+ * backend.h: where tensors live and how kernels run. A backend is a struct of
+ * function pointers picked at start-up (cpu now, cuda later); layers, losses,
+ * workloads and the trainer call only these, never BLAS or CUDA directly.
+ *
+ * All float and int pointers passed to the ops are backend memory (from
+ * ->alloc) unless the comment says host. Matrices are row-major.
+ * Reductions return double on the host and are deterministic: their summation
+ * order depends only on n, never on the thread count.
+ */
+#ifndef DS_BACKEND_H
+#define DS_BACKEND_H
+
+#include "ds.h"
+
+#include "../optimizers/optim.h"
+
+enum ds_act {
+    DS_ACT_NONE,
+    DS_ACT_RELU,
+    DS_ACT_TANH,
+    DS_ACT_SIGMOID,
+    DS_ACT_GELU, /* exact: x * Phi(x) with erf, as torch.nn.GELU() */
+    DS_ACT_COUNT
+};
+
+struct ds_backend;
+
+struct ds_backend_ops {
+    const char *name;
+    void (*destroy)(struct ds_backend *be);
+    const char *(*describe)(struct ds_backend *be); /* e.g. BLAS build and threads */
+
+    /* Memory: zero-filled; NULL when out of memory. free(NULL) is a no-op. */
+    void *(*alloc)(struct ds_backend *be, size_t bytes);
+    void (*free)(struct ds_backend *be, void *p);
+    void (*upload)(struct ds_backend *be, void *dst, const void *host_src, size_t bytes);
+    void (*download)(struct ds_backend *be, void *host_dst, const void *src, size_t bytes);
+    void (*copy)(struct ds_backend *be, void *dst, const void *src, size_t bytes);
+    void (*fill)(struct ds_backend *be, float *x, size_t n, float v);
+
+    /* C[m,n] = alpha * op(A)[m,k] op(B)[k,n] + beta * C, row-major. */
+    void (*gemm)(struct ds_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                 const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+    /* y[r,c] = act(y[r,c] + bias[c]) (bias may be NULL); pre (may be NULL)
+     * receives y + bias, which GELU's backward needs. */
+    void (*bias_act)(struct ds_backend *be, int rows, int cols, float *y, const float *bias,
+                     enum ds_act act, float *pre);
+    /* dx = dy * act'(.) where act' is taken from the output y (relu, tanh,
+     * sigmoid) or the input x (gelu). dx may alias dy. */
+    void (*act_backward)(struct ds_backend *be, size_t n, enum ds_act act, const float *x,
+                         const float *y, const float *dy, float *dx);
+    /* out[c] (+)= sum_r x[r,c]: bias gradients. */
+    void (*col_sum)(struct ds_backend *be, int rows, int cols, const float *x, float *out,
+                    int accumulate);
+    /* y = x * keep / (1 - p), keep drawn by ds_rng_keep at (seed, stream,
+     * offset + i): the same op is forward and backward. */
+    void (*dropout)(struct ds_backend *be, size_t n, float p, uint64_t seed, uint32_t stream,
+                    uint64_t offset, const float *x, float *y);
+
+    /* Losses over `rows` samples; each returns the SUM of per-sample losses
+     * and, if dlogits is not NULL, writes dloss/dlogits = grad_scale * d(sum).
+     * `correct` (may be NULL) receives the count of correct predictions. */
+    double (*softmax_xent)(struct ds_backend *be, int rows, int cols, const float *logits,
+                           const int32_t *labels, float *dlogits, float grad_scale,
+                           int64_t *correct);
+    /* BCE with logits, one target in {0,1} (as float) per logit. */
+    double (*bce_logits)(struct ds_backend *be, size_t n, const float *logits, const float *targets,
+                         float *dlogits, float grad_scale, int64_t *correct);
+    /* Squared error (pred - target)^2 per element. */
+    double (*sq_error)(struct ds_backend *be, size_t n, const float *pred, const float *target,
+                       float *dpred, float grad_scale);
+
+    double (*dot)(struct ds_backend *be, size_t n, const float *x, const float *y);
+    void (*scale)(struct ds_backend *be, size_t n, float *x, float a);
+    void (*axpy)(struct ds_backend *be, size_t n, float a, const float *x, float *y);
+    /* x[i] += sigma * N(0,1) at (seed, stream, offset + i). */
+    void (*add_normal)(struct ds_backend *be, size_t n, float *x, float sigma, uint64_t seed,
+                       uint32_t stream, uint64_t offset);
+    /* dst[r,:] = src[idx[r],:]; idx is host memory. */
+    void (*gather_rows)(struct ds_backend *be, int rows, size_t row_len, const float *src,
+                        const int32_t *idx, float *dst);
+    void (*gather_i32)(struct ds_backend *be, int rows, const int32_t *src, const int32_t *idx,
+                       int32_t *dst);
+
+    /* One optimizer step over n elements (state slots offset like p and g). */
+    void (*optim_step)(struct ds_backend *be, const struct ds_optim_ops *opt,
+                       const struct ds_optim_hyper *h, const struct ds_optim_scalars *s, size_t n,
+                       float *p, const float *g, float *const *state);
+    void (*optim_init_state)(struct ds_backend *be, const struct ds_optim_ops *opt,
+                             const struct ds_optim_hyper *h, size_t n, float *const *state);
+
+    void (*sync)(struct ds_backend *be); /* wait for queued work (timing) */
+};
+
+struct ds_backend {
+    const struct ds_backend_ops *ops;
+    void *ctx;
+    int threads;
+};
+
+/* Registry: the backends this build has. Creates `name` with `threads` CPU
+ * threads (0: one per core). Unknown or unavailable names are DS_ERR_INPUT /
+ * DS_ERR_UNSUPPORTED with a message listing the choices. */
+ds_status ds_backend_create(const char *name, int threads, struct ds_backend *out,
+                            struct ds_err *err);
+void ds_backend_destroy(struct ds_backend *be);
+/* Comma-separated names of all backends and whether each is built. */
+const char *ds_backend_list(void);
+
+/* Implementations. */
+ds_status ds_backend_cpu_create(int threads, struct ds_backend *out, struct ds_err *err);
+
+#endif

@@ -1,0 +1,38 @@
+/*
+ * comm.h: the communicator interface data parallelism runs on. `local` (one
+ * process) is always built; `mpi` and `nccl` slot in behind the same struct
+ * of function pointers (issues 5 and 6). Buffers are backend memory of the
+ * backend the communicator was created for.
+ */
+#ifndef DS_COMM_H
+#define DS_COMM_H
+
+#include "ds.h"
+
+struct ds_comm;
+
+struct ds_comm_ops {
+    const char *name;
+    void (*destroy)(struct ds_comm *c);
+    ds_status (*allreduce_sum)(struct ds_comm *c, float *buf, size_t n);
+    /* Sums `n` host doubles across ranks (losses, counts). */
+    ds_status (*allreduce_sum_host_f64)(struct ds_comm *c, double *buf, size_t n);
+    ds_status (*reduce_scatter_sum)(struct ds_comm *c, const float *send, float *recv, size_t n_per_rank);
+    ds_status (*all_gather)(struct ds_comm *c, const float *send, float *recv, size_t n_per_rank);
+    ds_status (*broadcast)(struct ds_comm *c, float *buf, size_t n, int root);
+    ds_status (*barrier)(struct ds_comm *c);
+};
+
+struct ds_comm {
+    const struct ds_comm_ops *ops;
+    void *ctx;
+    int rank, size;
+};
+
+/* Creates the communicator named `name` ("local"). Unknown or unbuilt names
+ * are errors listing the choices. */
+ds_status ds_comm_create(const char *name, struct ds_comm *out, struct ds_err *err);
+void ds_comm_destroy(struct ds_comm *c);
+const char *ds_comm_list(void);
+
+#endif

@@ -1,0 +1,85 @@
+/*
+ * main.c: the `descent` command. Dispatches to the subcommands; the only
+ * place (with the subcommands' own entry points) that turns a status into an
+ * exit code (DESIGN.md: 0 ok, 1 failed/diverged, 2 bad usage or input).
+ */
+#include "config.h"
+#include "output.h"
+#include "run.h"
+#include "../core/backend.h"
+#include "../core/comm.h"
+#include "../core/model.h"
+#include "../optimizers/optim.h"
+#include "../optimizers/schedule.h"
+#include "../workloads/workload.h"
+
+#include <cblas.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const ds_commands =
+    "list, info, run, export, help";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: descent COMMAND [options]\n"
+            "  descent list                 workloads, optimizers, schedules, backends, comm modes\n"
+            "  descent info                 hardware, BLAS, build flags\n"
+            "  descent run [options]        one training run (descent help run: its options)\n"
+            "  descent export --workload W --seed S --out DIR\n"
+            "                               the workload's data as .npy, to rerun it elsewhere\n"
+            "exit codes: 0 ok, 1 run failed or diverged, 2 bad usage or input\n");
+}
+
+static int cmd_list(void)
+{
+    printf("workloads:\n");
+    for (int i = 0; i < ds_workload_count(); i++)
+        printf("  %-12s %s\n", ds_workload_at(i)->name, ds_workload_at(i)->summary);
+    printf("optimizers:\n");
+    for (int i = 0; i < ds_optim_count(); i++)
+        printf("  %-12s %s\n", ds_optim_at(i)->name, ds_optim_at(i)->summary);
+    printf("schedules:\n ");
+    for (int s = 0; s < DS_SCHED_COUNT; s++) printf(" %s", ds_sched_name((enum ds_sched_kind)s));
+    printf("\ninit schemes:\n ");
+    for (int s = 0; s < DS_INIT_COUNT; s++) printf(" %s", ds_init_name((enum ds_init_scheme)s));
+    printf("\nbackends (built):\n  %s\n", ds_backend_list());
+    printf("comm modes (built):\n  %s\n", ds_comm_list());
+    return 0;
+}
+
+static int cmd_info(void)
+{
+    printf("descent %s\n", ds_build_git_rev());
+    printf("compiler: %s\n", ds_build_compiler());
+    printf("cflags:   %s\n", ds_build_cflags());
+    printf("blas:     OpenBLAS %s\n", openblas_get_config());
+    printf("cpus:     %ld online\n", sysconf(_SC_NPROCESSORS_ONLN));
+    printf("backends: %s (cuda: not built)\n", ds_backend_list());
+    printf("comm:     %s (mpi, nccl: not built)\n", ds_comm_list());
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "run") == 0) return ds_cmd_run(argc - 2, argv + 2);
+    if (strcmp(cmd, "export") == 0) return ds_cmd_export(argc - 2, argv + 2);
+    if (strcmp(cmd, "list") == 0) return cmd_list();
+    if (strcmp(cmd, "info") == 0) return cmd_info();
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        if (argc > 2 && strcmp(argv[2], "run") == 0) {
+            printf("\nrun options:\n");
+            ds_config_print_help(stdout);
+        }
+        return 0;
+    }
+    fprintf(stderr, "descent: unknown command '%s' (valid: %s)\n", cmd, ds_commands);
+    return 2;
+}

@@ -1,0 +1,135 @@
+/* train.c: the optimizer step and the data order (see train.h). */
+#include "train.h"
+#include "../core/philox.h"
+#include "../core/timer.h"
+
+#include <math.h>
+#include <string.h>
+
+ds_status ds_trainer_init(struct ds_trainer *tr, struct ds_backend *be, struct ds_comm *comm,
+                          struct ds_task *task, const struct ds_optim_ops *opt,
+                          const struct ds_optim_hyper *hyper, const struct ds_schedule *sched,
+                          double clip, int decay_bias, struct ds_err *err)
+{
+    memset(tr, 0, sizeof *tr);
+    tr->be = be;
+    tr->comm = comm;
+    tr->task = task;
+    tr->opt = opt;
+    tr->hyper = *hyper;
+    tr->sched = *sched;
+    tr->clip = clip;
+    size_t n = task->layout->total;
+    tr->n_slots = opt->n_slots(hyper);
+    DS_ASSERT(tr->n_slots <= DS_OPTIM_MAX_SLOTS);
+    if (tr->n_slots > 0) {
+        tr->state_buf = be->ops->alloc(be, (size_t)tr->n_slots * n * sizeof(float));
+        if (!tr->state_buf)
+            return ds_err_set(err, DS_ERR_NOMEM, "out of memory for %d optimizer state slots of %zu floats", tr->n_slots, n);
+        for (int s = 0; s < tr->n_slots; s++) tr->state[s] = tr->state_buf + (size_t)s * n;
+        be->ops->optim_init_state(be, opt, hyper, n, tr->state);
+    }
+    tr->ranges = DS_XCALLOC((size_t)task->layout->n, sizeof *tr->ranges);
+    tr->n_ranges = ds_params_ranges(task->layout, decay_bias, tr->ranges);
+    return DS_OK;
+}
+
+void ds_trainer_free(struct ds_trainer *tr)
+{
+    if (!tr) return;
+    if (tr->be && tr->be->ops) tr->be->ops->free(tr->be, tr->state_buf);
+    free(tr->ranges);
+    memset(tr, 0, sizeof *tr);
+}
+
+void ds_trainer_step(struct ds_trainer *tr, const int32_t *idx, int n, struct ds_step_info *info)
+{
+    struct ds_backend *be = tr->be;
+    struct ds_task *task = tr->task;
+    size_t np = task->layout->total;
+    memset(info, 0, sizeof *info);
+    info->lr = ds_schedule_lr(&tr->sched, tr->t);
+
+    double t0 = ds_now();
+    struct ds_pass pass = {.step = (uint64_t)tr->t, .row0 = 0, .rows_per_step = n, .train = 1};
+    double loss_sum = task->ops->loss_grad(task, idx, n, &pass, 1.0f / (float)n);
+    be->ops->sync(be);
+    double t1 = ds_now();
+    tr->comm->ops->allreduce_sum(tr->comm, task->grads, np);
+    tr->comm->ops->allreduce_sum_host_f64(tr->comm, &loss_sum, 1);
+    be->ops->sync(be);
+    double t2 = ds_now();
+
+    info->loss = loss_sum / (double)n;
+    double norm = sqrt(be->ops->dot(be, np, task->grads, task->grads));
+    info->grad_norm = norm;
+    info->finite = isfinite(info->loss) && isfinite(norm);
+    if (info->finite) {
+        if (tr->clip > 0.0) {
+            /* torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped to 1 */
+            double coef = tr->clip / (norm + 1e-6);
+            if (coef < 1.0) be->ops->scale(be, np, task->grads, (float)coef);
+        }
+        struct ds_optim_scalars s = {.lr = (float)info->lr, .t = tr->t + 1};
+        for (int r = 0; r < tr->n_ranges; r++) {
+            const struct ds_param_range *rg = &tr->ranges[r];
+            s.l2 = rg->decay ? tr->hyper.l2 : 0.0f;
+            s.l1 = rg->decay ? tr->hyper.l1 : 0.0f;
+            s.wd = rg->decay ? tr->hyper.wd : 0.0f;
+            float *st[DS_OPTIM_MAX_SLOTS] = {0};
+            for (int k = 0; k < tr->n_slots; k++) st[k] = tr->state[k] + rg->offset;
+            be->ops->optim_step(be, tr->opt, &tr->hyper, &s, rg->n, task->params + rg->offset,
+                                task->grads + rg->offset, st);
+        }
+        tr->t++;
+    }
+    be->ops->sync(be);
+    double t3 = ds_now();
+    info->compute_s = t1 - t0;
+    info->comm_s = t2 - t1;
+    info->optimizer_s = t3 - t2;
+}
+
+ds_status ds_sampler_init(struct ds_sampler *s, int64_t n, int64_t batch, int shuffle,
+                          uint64_t seed, struct ds_err *err)
+{
+    memset(s, 0, sizeof *s);
+    if (n < 1 || n > INT32_MAX || batch < 1 || batch > n)
+        return ds_err_set(err, DS_ERR_USAGE, "batch %lld for %lld samples", (long long)batch, (long long)n);
+    s->n = n;
+    s->batch = batch;
+    s->shuffle = shuffle;
+    s->seed = seed;
+    s->perm = calloc((size_t)n, sizeof *s->perm);
+    if (!s->perm) return ds_err_set(err, DS_ERR_NOMEM, "out of memory for a permutation of %lld", (long long)n);
+    s->pos = n; /* the first call starts epoch 0 */
+    return DS_OK;
+}
+
+void ds_sampler_free(struct ds_sampler *s)
+{
+    if (!s) return;
+    free(s->perm);
+    memset(s, 0, sizeof *s);
+}
+
+int ds_sampler_next(struct ds_sampler *s, const int32_t **idx)
+{
+    if (s->pos >= s->n) {
+        if (s->shuffle)
+            ds_rng_permutation(s->seed, DS_STREAM_SHUFFLE, (uint64_t)s->epoch, s->perm, (int32_t)s->n);
+        else
+            for (int64_t i = 0; i < s->n; i++) s->perm[i] = (int32_t)i;
+        s->epoch++;
+        s->pos = 0;
+    }
+    int64_t take = s->n - s->pos < s->batch ? s->n - s->pos : s->batch;
+    *idx = s->perm + s->pos;
+    s->pos += take;
+    return (int)take;
+}
+
+int64_t ds_sampler_steps_per_epoch(const struct ds_sampler *s)
+{
+    return (s->n + s->batch - 1) / s->batch;
+}

@@ -1,0 +1,70 @@
+/*
+ * train.h: one optimizer step of a task, and the data order.
+ *
+ * A step, in PyTorch's order:
+ *   loss, g = task.loss_grad(batch)      (mean over the global batch)
+ *   g = allreduce_sum(g)                  (communicator; identity for one process)
+ *   norm = ||g||_2 ; if clip: g *= min(1, clip / (norm + 1e-6))   (clip_grad_norm_)
+ *   optimizer step over the flat buffer, range by range (biases may skip decay)
+ * Everything the step needs is allocated by ds_trainer_init; a step allocates nothing.
+ */
+#ifndef DS_TRAIN_H
+#define DS_TRAIN_H
+
+#include "../core/comm.h"
+#include "../optimizers/schedule.h"
+#include "../workloads/workload.h"
+
+struct ds_trainer {
+    struct ds_backend *be;        /* not owned */
+    struct ds_comm *comm;         /* not owned */
+    struct ds_task *task;         /* not owned */
+    const struct ds_optim_ops *opt;
+    struct ds_optim_hyper hyper;
+    struct ds_schedule sched;
+    double clip;                  /* 0: off */
+    int n_slots;
+    float *state_buf;             /* [n_slots * n] backend memory, owned */
+    float *state[DS_OPTIM_MAX_SLOTS];
+    int n_ranges;
+    struct ds_param_range *ranges; /* owned */
+    long t;                       /* steps taken */
+};
+
+struct ds_step_info {
+    double loss;       /* mean loss of the batch */
+    double grad_norm;  /* global norm before clipping */
+    double lr;         /* the rate this step used */
+    int finite;        /* 0 if loss or gradient was NaN or infinite (the step was not applied) */
+    double compute_s, comm_s, optimizer_s;
+};
+
+ds_status ds_trainer_init(struct ds_trainer *tr, struct ds_backend *be, struct ds_comm *comm,
+                          struct ds_task *task, const struct ds_optim_ops *opt,
+                          const struct ds_optim_hyper *hyper, const struct ds_schedule *sched,
+                          double clip, int decay_bias, struct ds_err *err);
+void ds_trainer_free(struct ds_trainer *tr);
+
+/* One step on training rows idx[0..n) (the global batch). */
+void ds_trainer_step(struct ds_trainer *tr, const int32_t *idx, int n, struct ds_step_info *info);
+
+/* The data order: one permutation per epoch from (seed, DS_STREAM_SHUFFLE,
+ * epoch), or file order with shuffle off; the last batch of an epoch may be
+ * short (PyTorch's DataLoader with drop_last=False). */
+struct ds_sampler {
+    int64_t n, batch;
+    int shuffle;
+    uint64_t seed;
+    int32_t *perm;   /* [n] owned */
+    int64_t epoch;   /* epochs started */
+    int64_t pos;     /* next position in perm */
+};
+
+ds_status ds_sampler_init(struct ds_sampler *s, int64_t n, int64_t batch, int shuffle,
+                          uint64_t seed, struct ds_err *err);
+void ds_sampler_free(struct ds_sampler *s);
+/* Points *idx at the next batch's indices and returns its size. */
+int ds_sampler_next(struct ds_sampler *s, const int32_t **idx);
+int64_t ds_sampler_steps_per_epoch(const struct ds_sampler *s);
+
+#endif

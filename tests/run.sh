@@ -1,0 +1,42 @@
+#!/bin/sh
+# tests/run.sh TESTS SANITIZED_TESTS SANITIZED_DESCENT
+# Runs every test binary (cmocka, TAP output), then the sanitized ones with the
+# sanitized descent binary, and ends with one line: N passed, N failed, N skipped.
+# A binary that crashes or exits non-zero without reporting counts as a failure.
+set -u
+tests=$1
+san_tests=$2
+san_descent=$3
+pass=0 failc=0 skip=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+run_one() {  # $1 binary, $2 label, $3 descent binary
+    CMOCKA_MESSAGE_OUTPUT=TAP DESCENT_BIN=$3 "$1" >"$log" 2>&1
+    rc=$?
+    p=$(grep -c '^ok ' "$log" | tr -d ' ')
+    s=$(grep -c '^ok .*# SKIP' "$log" | tr -d ' ')
+    f=$(grep -c '^not ok ' "$log" | tr -d ' ')
+    p=$((p - s))
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    pass=$((pass + p)); skip=$((skip + s)); failc=$((failc + f))
+    printf '%-40s %3d passed %3d failed %3d skipped\n' "$2" "$p" "$f" "$s"
+    if [ "$f" -ne 0 ]; then
+        echo "---- output of $2 (exit $rc) ----"
+        cat "$log"
+        echo "----"
+    else
+        grep -E '^ok .*# SKIP' "$log" | sed 's/^/    /'
+    fi
+}
+
+for t in $tests; do run_one "$t" "$(basename "$t")" "${DESCENT_BIN:-build/descent}"; done
+if [ -n "$san_tests" ]; then
+    echo "== again under AddressSanitizer + UndefinedBehaviorSanitizer =="
+    for t in $san_tests; do
+        ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+            run_one "$t" "asan+ubsan $(basename "$t")" "$san_descent"
+    done
+fi
+echo "$pass passed, $failc failed, $skip skipped"
+[ "$failc" -eq 0 ]

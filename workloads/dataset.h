@@ -1,0 +1,46 @@
+/*
+ * dataset.h: an in-memory supervised dataset (host memory), and the generic
+ * supervised task built from a train and an eval dataset, a stack of layers
+ * and a loss: what linreg, logreg and the image workloads all are.
+ */
+#ifndef DS_DATASET_H
+#define DS_DATASET_H
+
+#include "workload.h"
+
+struct ds_dataset {
+    int64_t n;
+    int dim;             /* features per sample */
+    int target_cols;     /* float targets per sample (0 when labels are used) */
+    int n_classes;       /* labels in [0, n_classes) (0 when float targets are used) */
+    float *x;            /* [n, dim] owned */
+    float *y;            /* [n, target_cols] owned, or NULL */
+    int32_t *labels;     /* [n] owned, or NULL */
+};
+
+/* Allocates the arrays for n samples; zero-filled. */
+ds_status ds_dataset_alloc(struct ds_dataset *d, int64_t n, int dim, int target_cols,
+                           int n_classes, struct ds_err *err);
+void ds_dataset_free(struct ds_dataset *d);
+
+struct ds_supervised_spec {
+    const struct ds_layer_spec *layers;
+    int n_layers;
+    enum ds_loss_kind loss;
+    const char *metric;           /* "accuracy" or "mse" */
+    int metric_higher_better;
+    enum ds_init_scheme default_init;
+    int max_batch;                /* rows per forward pass (larger batches are split) */
+    uint64_t seed;                /* dropout masks */
+};
+
+/* Takes ownership of train and eval (they are zeroed in the caller). */
+ds_status ds_supervised_create(struct ds_backend *be, const struct ds_supervised_spec *spec,
+                               struct ds_dataset *train, struct ds_dataset *eval,
+                               struct ds_task *out, struct ds_err *err);
+
+/* The model inside a supervised task (for tests and checkpoints). */
+struct ds_model *ds_supervised_model(struct ds_task *t);
+const struct ds_dataset *ds_supervised_data(struct ds_task *t, int split);
+
+#endif

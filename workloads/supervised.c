@@ -1,0 +1,254 @@
+/*
+ * supervised.c: the generic supervised task. The datasets live in backend
+ * memory once; a training step gathers its rows into one batch buffer (the
+ * dataset itself is never copied) and runs forward, loss and backward, split
+ * into micro-batches of at most max_batch rows whose gradients accumulate, so
+ * full-batch GD needs no more activation memory than a minibatch step.
+ */
+#include "dataset.h"
+#include "npy.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <string.h>
+
+struct ds_sup {
+    struct ds_model model;
+    struct ds_dataset data[2];  /* host: train, eval */
+    float *dx[2];               /* backend copies of x */
+    float *dy[2];               /* backend copies of float targets, or NULL */
+    int32_t *dl[2];             /* backend copies of labels, or NULL */
+    float *xb;                  /* [max_batch, dim] gathered batch */
+    float *yb;                  /* [max_batch, target_cols] */
+    int32_t *lb;                /* [max_batch] */
+    float *dout;                /* [max_batch, out] loss gradient */
+    struct ds_supervised_spec spec;
+    struct ds_layer_spec *layers; /* owned copy of spec.layers */
+};
+
+ds_status ds_dataset_alloc(struct ds_dataset *d, int64_t n, int dim, int target_cols,
+                           int n_classes, struct ds_err *err)
+{
+    memset(d, 0, sizeof *d);
+    d->n = n;
+    d->dim = dim;
+    d->target_cols = target_cols;
+    d->n_classes = n_classes;
+    d->x = calloc((size_t)n * (size_t)dim + 1, sizeof(float));
+    if (target_cols > 0) d->y = calloc((size_t)n * (size_t)target_cols + 1, sizeof(float));
+    else d->labels = calloc((size_t)n + 1, sizeof(int32_t));
+    if (!d->x || (target_cols > 0 ? !d->y : !d->labels)) {
+        ds_dataset_free(d);
+        return ds_err_set(err, DS_ERR_NOMEM, "out of memory for a dataset of %lld x %d", (long long)n, dim);
+    }
+    return DS_OK;
+}
+
+void ds_dataset_free(struct ds_dataset *d)
+{
+    if (!d) return;
+    free(d->x);
+    free(d->y);
+    free(d->labels);
+    memset(d, 0, sizeof *d);
+}
+
+static struct ds_sup *sup_of(struct ds_task *t) { return t->ctx; }
+
+struct ds_model *ds_supervised_model(struct ds_task *t) { return &sup_of(t)->model; }
+const struct ds_dataset *ds_supervised_data(struct ds_task *t, int split)
+{
+    return &sup_of(t)->data[split ? 1 : 0];
+}
+
+static double sup_loss_grad(struct ds_task *t, const int32_t *idx, int n,
+                            const struct ds_pass *pass, float grad_scale)
+{
+    struct ds_sup *s = sup_of(t);
+    struct ds_backend *be = t->be;
+    const struct ds_dataset *d = &s->data[0];
+    int mb = s->model.max_batch, out = s->model.out;
+    double total = 0.0;
+    for (int r0 = 0; r0 < n; r0 += mb) {
+        int rows = n - r0 < mb ? n - r0 : mb;
+        be->ops->gather_rows(be, rows, (size_t)d->dim, s->dx[0], idx + r0, s->xb);
+        const void *targets;
+        if (s->dl[0]) {
+            be->ops->gather_i32(be, rows, s->dl[0], idx + r0, s->lb);
+            targets = s->lb;
+        } else {
+            be->ops->gather_rows(be, rows, (size_t)d->target_cols, s->dy[0], idx + r0, s->yb);
+            targets = s->yb;
+        }
+        struct ds_pass p = *pass;
+        p.row0 = pass->row0 + r0;
+        const float *o = ds_model_forward(&s->model, s->xb, rows, &p);
+        total += ds_loss_eval(be, s->spec.loss, rows, out, o, targets, s->dout, grad_scale, NULL);
+        ds_model_backward(&s->model, s->dout, rows, &p, r0 > 0);
+    }
+    return total;
+}
+
+static void sup_evaluate(struct ds_task *t, int split, double *loss, double *metric)
+{
+    struct ds_sup *s = sup_of(t);
+    const struct ds_dataset *d = &s->data[split ? 1 : 0];
+    int mb = s->model.max_batch, out = s->model.out;
+    double total = 0.0;
+    int64_t correct = 0;
+    struct ds_pass pass = {0};
+    for (int64_t r0 = 0; r0 < d->n; r0 += mb) {
+        int rows = d->n - r0 < mb ? (int)(d->n - r0) : mb;
+        const float *x = s->dx[split ? 1 : 0] + (size_t)r0 * d->dim; /* rows are contiguous */
+        const void *targets = s->dl[split ? 1 : 0]
+                                  ? (const void *)(s->dl[split ? 1 : 0] + r0)
+                                  : (const void *)(s->dy[split ? 1 : 0] + (size_t)r0 * d->target_cols);
+        const float *o = ds_model_forward(&s->model, x, rows, &pass);
+        int64_t c = 0;
+        total += ds_loss_eval(t->be, s->spec.loss, rows, out, o, targets, NULL, 0.0f, &c);
+        correct += c;
+    }
+    *loss = d->n ? total / (double)d->n : NAN;
+    if (strcmp(s->spec.metric, "accuracy") == 0) {
+        /* BCE counts per logit; one logit per sample in our binary tasks */
+        *metric = d->n ? (double)correct / ((double)d->n * (s->spec.loss == DS_LOSS_BCE ? out : 1)) : NAN;
+    } else {
+        *metric = *loss;
+    }
+}
+
+static void sup_init_params(struct ds_task *t, enum ds_init_scheme scheme, uint64_t seed)
+{
+    ds_model_init_params(&sup_of(t)->model, scheme, seed);
+}
+
+static ds_status write_split(struct ds_sup *s, int split, const char *dir, struct ds_err *err)
+{
+    const struct ds_dataset *d = &s->data[split];
+    const char *tag = split ? "eval" : "train";
+    char path[4200];
+    int64_t shape[2] = {d->n, d->dim};
+    snprintf(path, sizeof path, "%s/%s_x.npy", dir, tag);
+    ds_status st = ds_npy_write(path, "<f4", 2, shape, d->x, err);
+    if (st != DS_OK) return st;
+    snprintf(path, sizeof path, "%s/%s_y.npy", dir, tag);
+    if (d->labels) {
+        /* int64, as torch's cross-entropy wants class indices */
+        int64_t *l = malloc((size_t)d->n * sizeof *l + 1);
+        if (!l) return ds_err_set(err, DS_ERR_NOMEM, "%s: out of memory", path);
+        for (int64_t i = 0; i < d->n; i++) l[i] = d->labels[i];
+        st = ds_npy_write(path, "<i8", 1, shape, l, err);
+        free(l);
+        return st;
+    }
+    int64_t yshape[2] = {d->n, d->target_cols};
+    return ds_npy_write(path, "<f4", 2, yshape, d->y, err);
+}
+
+static ds_status sup_export(struct ds_task *t, const char *dir, struct ds_err *err)
+{
+    struct ds_sup *s = sup_of(t);
+    ds_status st = write_split(s, 0, dir, err);
+    if (st == DS_OK) st = write_split(s, 1, dir, err);
+    return st;
+}
+
+static void sup_destroy(struct ds_task *t)
+{
+    struct ds_sup *s = sup_of(t);
+    if (!s) return;
+    struct ds_backend *be = t->be;
+    for (int i = 0; i < 2; i++) {
+        be->ops->free(be, s->dx[i]);
+        be->ops->free(be, s->dy[i]);
+        be->ops->free(be, s->dl[i]);
+        ds_dataset_free(&s->data[i]);
+    }
+    be->ops->free(be, s->xb);
+    be->ops->free(be, s->yb);
+    be->ops->free(be, s->lb);
+    be->ops->free(be, s->dout);
+    ds_model_free(&s->model);
+    free(s->layers);
+    free(s);
+    t->ctx = NULL;
+}
+
+static const struct ds_task_ops ds_sup_ops = {
+    .loss_grad = sup_loss_grad,
+    .evaluate = sup_evaluate,
+    .init_params = sup_init_params,
+    .export_data = sup_export,
+    .destroy = sup_destroy,
+};
+
+static void *upload_copy(struct ds_backend *be, const void *host, size_t bytes)
+{
+    void *p = be->ops->alloc(be, bytes ? bytes : 4);
+    if (p && bytes) be->ops->upload(be, p, host, bytes);
+    return p;
+}
+
+ds_status ds_supervised_create(struct ds_backend *be, const struct ds_supervised_spec *spec,
+                               struct ds_dataset *train, struct ds_dataset *eval,
+                               struct ds_task *out, struct ds_err *err)
+{
+    memset(out, 0, sizeof *out);
+    struct ds_sup *s = DS_XCALLOC(1, sizeof *s);
+    s->spec = *spec;
+    s->layers = DS_XCALLOC((size_t)spec->n_layers, sizeof *s->layers);
+    memcpy(s->layers, spec->layers, (size_t)spec->n_layers * sizeof *s->layers);
+    s->spec.layers = s->layers;
+    s->data[0] = *train;
+    s->data[1] = *eval;
+    memset(train, 0, sizeof *train);
+    memset(eval, 0, sizeof *eval);
+    out->ops = &ds_sup_ops;
+    out->ctx = s;
+    out->be = be;
+
+    const struct ds_dataset *d = &s->data[0];
+    int mb = spec->max_batch > 0 ? spec->max_batch : 1;
+    ds_status st = ds_model_create(be, d->dim, spec->layers, spec->n_layers, mb, 0, spec->seed,
+                                   &s->model, err);
+    if (st != DS_OK) goto fail;
+    if (spec->loss == DS_LOSS_XENT && s->model.out != d->n_classes) {
+        st = ds_err_set(err, DS_ERR_INPUT, "model has %d outputs for %d classes", s->model.out, d->n_classes);
+        goto fail;
+    }
+    if (spec->loss != DS_LOSS_XENT && s->model.out != d->target_cols) {
+        st = ds_err_set(err, DS_ERR_INPUT, "model has %d outputs for %d targets", s->model.out, d->target_cols);
+        goto fail;
+    }
+    for (int i = 0; i < 2; i++) {
+        const struct ds_dataset *di = &s->data[i];
+        s->dx[i] = upload_copy(be, di->x, (size_t)di->n * di->dim * sizeof(float));
+        if (di->labels) s->dl[i] = upload_copy(be, di->labels, (size_t)di->n * sizeof(int32_t));
+        else s->dy[i] = upload_copy(be, di->y, (size_t)di->n * di->target_cols * sizeof(float));
+        if (!s->dx[i] || (!s->dl[i] && !s->dy[i])) {
+            st = ds_err_set(err, DS_ERR_NOMEM, "out of backend memory for the dataset");
+            goto fail;
+        }
+    }
+    s->xb = be->ops->alloc(be, (size_t)mb * d->dim * sizeof(float));
+    s->yb = be->ops->alloc(be, (size_t)mb * (d->target_cols ? d->target_cols : 1) * sizeof(float));
+    s->lb = be->ops->alloc(be, (size_t)mb * sizeof(int32_t));
+    s->dout = be->ops->alloc(be, (size_t)mb * s->model.out * sizeof(float));
+    if (!s->xb || !s->yb || !s->lb || !s->dout) {
+        st = ds_err_set(err, DS_ERR_NOMEM, "out of backend memory for batch buffers");
+        goto fail;
+    }
+    out->layout = &s->model.layout;
+    out->params = s->model.params;
+    out->grads = s->model.grads;
+    out->n_train = s->data[0].n;
+    out->n_eval = s->data[1].n;
+    out->metric = spec->metric;
+    out->metric_higher_better = spec->metric_higher_better;
+    out->default_init = spec->default_init;
+    return DS_OK;
+fail:
+    sup_destroy(out);
+    out->ops = NULL;
+    return st;
+}
