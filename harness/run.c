@@ -50,8 +50,10 @@ ds_status ds_session_open(struct ds_session *s, int argc, char **argv, struct ds
         .rotate = c->rotate,
         .l2 = c->l2,
         .decay_bias = c->decay_bias,
-        /* l1 and decoupled decay change the fixed point in ways with no closed form */
-        .optimum_known = c->l1 == 0.0 && c->wd == 0.0,
+        /* The optimum is of data loss + l2/2 ||theta||^2 whatever l1 and wd
+         * are: with them the suboptimality says how far their fixed point
+         * lies from it. */
+        .optimum_known = 1,
         .dropout = (float)c->dropout,
         .max_batch = (int)(rows < c->micro_batch ? rows : c->micro_batch),
     };
@@ -372,7 +374,7 @@ int ds_cmd_run(int argc, char **argv)
             ds_csv_end(&line);
             ds_file_append_line(curve_fd, line.buf, line.len, path, &err);
             fprintf(stderr, "descent: run diverged at step %ld (loss %g, gradient norm %g); recorded as status=diverged\n",
-                    step + 1, info.loss, info.grad_norm);
+                    step + 1, fabs(info.loss), fabs(info.grad_norm));
             break;
         }
         if ((size_t)step < cap) step_times[step] = dt;

@@ -28,7 +28,7 @@ struct ds_workload_args {
     int rotate;         /* quadratic: random eigenbasis (1) or axis-aligned (0) */
     double l2;          /* for the optimum */
     int decay_bias;     /* for the optimum: does l2 apply to biases */
-    int optimum_known;  /* 0 when l1 or decoupled wd make the optimum unknown */
+    int optimum_known;  /* compute the optimum (0: skip the solve) */
     float dropout;      /* models with dropout layers */
     int max_batch;      /* largest batch the trainer will ask for (rows per micro-batch) */
 };
