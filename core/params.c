@@ -46,3 +46,19 @@ int ds_params_ranges(const struct ds_param_layout *l, int decay_bias, struct ds_
     }
     return n;
 }
+
+struct ds_tensor ds_params_view(const struct ds_param_layout *l, int i, float *flat)
+{
+    DS_ASSERT_MSG(i >= 0 && i < l->n, "tensor %d of %d", i, l->n);
+    const struct ds_param_tensor *t = &l->tensors[i];
+    struct ds_tensor v = {.data = flat + t->offset, .ndim = t->ndim};
+    for (int d = 0; d < t->ndim; d++) v.shape[d] = t->shape[d];
+    return v;
+}
+
+int ds_params_find(const struct ds_param_layout *l, const char *name)
+{
+    for (int i = 0; i < l->n; i++)
+        if (strcmp(l->tensors[i].name, name) == 0) return i;
+    return -1;
+}

@@ -7,6 +7,8 @@
 #ifndef DS_PARAMS_H
 #define DS_PARAMS_H
 
+#include "tensor.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +34,12 @@ struct ds_param_layout {
 size_t ds_params_add(struct ds_param_layout *l, const char *name, int ndim, const int64_t *shape,
                      int is_bias);
 void ds_params_free(struct ds_param_layout *l);
+
+/* Tensor i of the layout as a view into `flat` (parameters, gradients or
+ * optimizer state: any buffer laid out like the parameters). */
+struct ds_tensor ds_params_view(const struct ds_param_layout *l, int i, float *flat);
+/* Index of the tensor named `name`, or -1. */
+int ds_params_find(const struct ds_param_layout *l, const char *name);
 
 /* A contiguous run of the flat buffer with one decay setting. */
 struct ds_param_range {

@@ -129,9 +129,7 @@ ds_status ds_safetensors_load(const char *path, const struct ds_param_layout *la
     /* Strict, like load_state_dict(strict=True): no tensors the model lacks. */
     for (cJSON *e = root->child; e; e = e->next) {
         if (strcmp(e->string, "__metadata__") == 0) continue;
-        int known = 0;
-        for (int i = 0; i < layout->n && !known; i++) known = strcmp(e->string, layout->tensors[i].name) == 0;
-        if (!known) {
+        if (ds_params_find(layout, e->string) < 0) {
             st = ds_err_set(err, DS_ERR_INPUT, "%s: has tensor '%s', which this model does not have (it has %d tensors, first '%s')", path, e->string, layout->n, layout->n ? layout->tensors[0].name : "");
             goto done;
         }

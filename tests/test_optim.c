@@ -187,6 +187,18 @@ static void test_decay_ranges(void **s)
     assert_int_equal(r[1].n, 4);
     assert_false(r[1].decay);
     assert_true(r[2].decay);
+    /* views address the same flat buffer */
+    float flat[26];
+    for (int i = 0; i < 26; i++) flat[i] = (float)i;
+    int k = ds_params_find(&l, "2.weight");
+    assert_int_equal(k, 2);
+    struct ds_tensor v = ds_params_view(&l, k, flat);
+    assert_int_equal(ds_tensor_numel(&v), 8);
+    struct ds_tensor row = ds_tensor_row(&v, 1);
+    assert_int_equal(row.ndim, 1);
+    assert_int_equal(row.shape[0], 4);
+    assert_true(row.data[0] == 20.0f);
+    assert_int_equal(ds_params_find(&l, "9.weight"), -1);
     ds_params_free(&l);
 }
 
