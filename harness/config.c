@@ -269,6 +269,15 @@ static void list_optimizers(char *buf, size_t len)
 
 #define SET(key) (c->set[ds_config_key_find(key)])
 
+/* A float default (0.1f) as the decimal it was written as (0.1), so that
+ * configs, CSV and run ids show what a user would type. */
+static double decimal_of(float x)
+{
+    char b[32];
+    snprintf(b, sizeof b, "%.7g", (double)x);
+    return strtod(b, NULL);
+}
+
 ds_status ds_config_resolve(struct ds_config *c, FILE *warn, struct ds_err *err)
 {
     char names[512];
@@ -295,13 +304,13 @@ ds_status ds_config_resolve(struct ds_config *c, FILE *warn, struct ds_err *err)
     /* Optimizer defaults (PyTorch's) for what was not given. */
     struct ds_optim_hyper h;
     o->defaults(&h);
-    if (!SET("lr")) c->lr = h.lr;
-    if (!SET("momentum")) c->momentum = h.momentum;
-    if (!SET("beta1")) c->beta1 = h.beta1;
-    if (!SET("beta2")) c->beta2 = h.beta2;
-    if (!SET("eps")) c->eps = h.eps;
-    if (!SET("alpha")) c->alpha = h.alpha;
-    if (!SET("wd")) c->wd = h.wd;
+    if (!SET("lr")) c->lr = decimal_of(h.lr);
+    if (!SET("momentum")) c->momentum = decimal_of(h.momentum);
+    if (!SET("beta1")) c->beta1 = decimal_of(h.beta1);
+    if (!SET("beta2")) c->beta2 = decimal_of(h.beta2);
+    if (!SET("eps")) c->eps = decimal_of(h.eps);
+    if (!SET("alpha")) c->alpha = decimal_of(h.alpha);
+    if (!SET("wd")) c->wd = decimal_of(h.wd);
 
     /* Workload defaults. */
     if (!SET("dim")) c->dim = w->default_dim;

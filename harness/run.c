@@ -37,7 +37,8 @@ ds_status ds_session_open(struct ds_session *s, int argc, char **argv, struct ds
     if (st != DS_OK) return st;
     s->have_comm = 1;
 
-    long rows = s->opt->full_batch ? (strcmp(c->workload, "quadratic") == 0 ? 1 : c->n_train) : c->batch;
+    /* rows per forward pass: full-batch steps run in micro-batches */
+    long rows = s->opt->full_batch ? c->micro_batch : c->batch;
     struct ds_workload_args a = {
         .seed = c->seed,
         .dim = c->dim,
