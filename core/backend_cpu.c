@@ -210,8 +210,9 @@ static double cpu_softmax_xent(struct ds_backend *be, int rows, int cols, const 
                 if (z[k] > zmax) zmax = z[k], arg = k;
             float sum = 0.0f;
             for (int k = 0; k < cols; k++) sum += expf(z[k] - zmax);
-            float lse = zmax + logf(sum);
-            loss += (double)(lse - z[y]);
+            /* (zmax - z[y]) + log(sum): exact for large logits, where
+             * forming lse = zmax + log(sum) first would round it away */
+            loss += (double)((zmax - z[y]) + logf(sum));
             hit += arg == y;
             if (dlogits) {
                 float *d = dlogits + r * (size_t)cols;
