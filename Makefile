@@ -13,7 +13,6 @@ CC       ?= gcc
 ifeq ($(CC),cc)
 CC := gcc
 endif
-PYTHON_TORCH ?= /usr/bin/python3
 
 # Debian packages the build and the tests need (installed when missing and root).
 DEB_PACKAGES := gcc make pkg-config libopenblas-dev libopenblas-openmp-dev liblapacke-dev libcjson-dev libcmocka-dev python3-numpy
@@ -92,13 +91,14 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libdescent.a
 	@echo "CC $<"
 	@$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libdescent.a $(LDLIBS) -lcmocka
 
-# Every test; then the unit tests once more under ASan + UBSan. The last line
-# is the summary: N passed, N failed, N skipped.
+# Every test; then all of them once more under ASan + UBSan (the command-line
+# tests then drive the sanitized descent). The last line is the summary:
+# N passed, N failed, N skipped.
 test: deps $(BUILD)/descent $(TEST_BIN)
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan SANITIZE=address,undefined OPT=-O1 \
 	    $(BUILD)/asan/descent $(patsubst $(BUILD)/%,$(BUILD)/asan/%,$(TEST_BIN)) >/dev/null
-	@DESCENT_BIN=$(BUILD)/descent PYTHON_TORCH=$(PYTHON_TORCH) sh tests/run.sh \
-	    "$(TEST_BIN)" "$(patsubst $(BUILD)/%,$(BUILD)/asan/%,$(UNIT_BIN))" $(BUILD)/asan/descent
+	@DESCENT_BIN=$(BUILD)/descent sh tests/run.sh \
+	    "$(TEST_BIN)" "$(patsubst $(BUILD)/%,$(BUILD)/asan/%,$(TEST_BIN))" $(BUILD)/asan/descent
 
 # The unit tests alone (fast), and the sanitizer pass alone.
 test-unit: $(UNIT_BIN)

@@ -168,10 +168,11 @@ void ds_model_init_params(struct ds_model *m, enum ds_init_scheme scheme, uint64
         case DS_INIT_ZEROS: wb = bb = 0.0; break;
         default: wb = bb = 1.0 / sqrt((double)L->in); break;
         }
+        /* a zero bound leaves the calloc'd +0.0 (no -0.0 from bound * negative draw) */
         size_t nw = (size_t)L->in * (size_t)L->out;
-        for (size_t k = 0; k < nw; k++)
+        for (size_t k = 0; wb > 0.0 && k < nw; k++)
             host[L->w + k] = (float)(wb * (2.0 * ds_rng_uniform(seed, DS_STREAM_INIT, L->w + k) - 1.0));
-        for (int k = 0; k < L->out; k++)
+        for (int k = 0; bb > 0.0 && k < L->out; k++)
             host[L->b + k] = (float)(bb * (2.0 * ds_rng_uniform(seed, DS_STREAM_INIT, L->b + k) - 1.0));
     }
     m->be->ops->upload(m->be, m->params, host, n * sizeof(float));

@@ -148,8 +148,10 @@ static ds_status set_key(struct ds_config *c, const struct ds_key *k, const char
     case K_F64: {
         errno = 0;
         double x = strtod(v, &end);
-        if (end == v || *end != '\0' || errno == ERANGE)
+        if (end == v || *end != '\0')
             return ds_err_set(err, DS_ERR_USAGE, "--%s: '%s' is not a number", k->name, v);
+        if (errno == ERANGE)
+            return ds_err_set(err, DS_ERR_USAGE, "--%s: %s is outside the range of a double", k->name, v);
         if (!isfinite(x))
             return ds_err_set(err, DS_ERR_USAGE, "--%s: '%s' is not a finite number", k->name, v);
         if ((k->min_open ? x <= k->min : x < k->min) || (k->max_open ? x >= k->max : x > k->max))
@@ -235,6 +237,8 @@ ds_status ds_config_parse_args(struct ds_config *c, int argc, char **argv, struc
             int b;
             /* a bare boolean flag means on; an explicit on/off may follow */
             if (i + 1 < argc && parse_bool(argv[i + 1], &b)) value = argv[++i];
+            else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
+                return ds_err_set(err, DS_ERR_USAGE, "--%s: '%s' is not on/off (valid: on, off, true, false, yes, no, 1, 0)", key, argv[i + 1]);
             else value = "on";
         } else {
             if (i + 1 >= argc)

@@ -70,11 +70,19 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "run") == 0) return ds_cmd_run(argc - 2, argv + 2);
     if (strcmp(cmd, "export") == 0) return ds_cmd_export(argc - 2, argv + 2);
+    if ((strcmp(cmd, "list") == 0 || strcmp(cmd, "info") == 0) && argc > 2) {
+        fprintf(stderr, "descent: %s takes no arguments (got '%s')\n", cmd, argv[2]);
+        return 2;
+    }
     if (strcmp(cmd, "list") == 0) return cmd_list();
     if (strcmp(cmd, "info") == 0) return cmd_info();
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        if (argc > 2 && strcmp(argv[2], "run") != 0) {
+            fprintf(stderr, "descent: no help on '%s' (valid: run)\n", argv[2]);
+            return 2;
+        }
         usage(stdout);
-        if (argc > 2 && strcmp(argv[2], "run") == 0) {
+        if (argc > 2) {
             printf("\nrun options:\n");
             ds_config_print_help(stdout);
         }

@@ -136,11 +136,33 @@ static void evaluate_point(struct ds_session *s, const struct ds_trainer *tr, fl
     s->task.ops->evaluate(&s->task, 1, &e->eval_loss, &e->eval_metric);
 }
 
-static ds_status write_params(struct ds_session *s, const char *path, float *host,
-                              struct ds_err *err)
+/* flag names the option in messages ("--save"). */
+static ds_status write_params(struct ds_session *s, const char *flag, const char *path,
+                              float *host, struct ds_err *err)
 {
     s->be.ops->download(&s->be, host, s->task.params, s->task.layout->total * sizeof(float));
-    return ds_safetensors_save(path, s->task.layout, host, "descent", err);
+    ds_status st = ds_safetensors_save(path, s->task.layout, host, "descent", err);
+    if (st != DS_OK) {
+        char m[sizeof err->msg];
+        memcpy(m, err->msg, sizeof m);
+        ds_err_set(err, st, "%s %.1000s", flag, m);
+    }
+    return st;
+}
+
+/* Fails before training when the folder a file is to be written in cannot be
+ * written, so a long run never ends by losing its checkpoint. */
+static ds_status check_writable(const char *flag, const char *path, struct ds_err *err)
+{
+    char dir[DS_CFG_STR];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    if (access(dir, W_OK) != 0)
+        return ds_err_set(err, DS_ERR_USAGE, "%s %s: cannot write in %s: %s", flag, path, dir, strerror(errno));
+    return DS_OK;
 }
 
 static const char *const ds_summary_results[] = {
@@ -230,8 +252,12 @@ int ds_cmd_run(int argc, char **argv)
     if (st != DS_OK) goto out;
     have_tr = 1;
 
+    if (c->save[0]) {
+        st = check_writable("--save", c->save, &err);
+        if (st != DS_OK) goto out;
+    }
     if (c->save_init[0]) {
-        st = write_params(&s, c->save_init, host, &err);
+        st = write_params(&s, "--save-init", c->save_init, host, &err);
         if (st != DS_OK) goto out;
     }
 
@@ -462,7 +488,8 @@ int ds_cmd_run(int argc, char **argv)
     if (st2 == DS_OK) st2 = ds_meta_write(path, c, argc, argv, s.be.ops->describe(&s.be), extra, &err);
     cJSON_Delete(extra);
 
-    if (st2 == DS_OK && ok && c->save[0]) st2 = write_params(&s, c->save, host, &err);
+    if (st2 == DS_OK && ok && c->save[0]) st2 = write_params(&s, "--save", c->save, host, &err);
+    if (!ok && c->save[0]) fprintf(stderr, "descent: --save %s: not written, the run did not finish\n", c->save);
     if (st == DS_OK) st = st2;
     if (st == DS_OK) {
         printf("%s %s/%s: %ld steps, %s %s %.6g, %.0f samples/s -> %s\n", run_id, c->workload,

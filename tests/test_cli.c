@@ -1,0 +1,1473 @@
+/*
+ * test_cli.c: the `descent` command from the outside. Runs the binary named by
+ * DESCENT_BIN (default build/descent) with posix_spawn, stdout and stderr
+ * captured to files in a per-test mkdtemp() folder, and checks what a user
+ * sees (DESIGN.md): exit codes exactly 0, 1 or 2 and never a signal, error
+ * messages that name the flag or file and list the valid choices, bit-identical
+ * curves for the same seed, safetensors and .npy round trips, meta.json, a
+ * diverging run, and a run killed with SIGKILL mid-way.
+ *
+ * The numpy check runs /usr/bin/python3 (Debian's python3-numpy); without
+ * numpy it is skipped. Set DESCENT_KEEP_TMP=1 to keep the scratch folders.
+ */
+#define _XOPEN_SOURCE 700 /* nftw */
+#include "testutil.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define PYTHON3 "/usr/bin/python3"
+#define RUN_TIMEOUT_S 60.0
+
+/* ---------------------------------------------------------------- scratch */
+
+static char g_dir[512]; /* this test's scratch folder */
+static int g_nspawn;
+
+static int setup_dir(void **state)
+{
+    (void)state;
+    const char *t = getenv("TMPDIR");
+    snprintf(g_dir, sizeof g_dir, "%s/descent-cli-XXXXXX", t && t[0] ? t : "/tmp");
+    if (!mkdtemp(g_dir)) {
+        fprintf(stderr, "mkdtemp %s: %s\n", g_dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static int teardown_dir(void **state)
+{
+    (void)state;
+    const char *keep = getenv("DESCENT_KEEP_TMP");
+    if (g_dir[0] && !(keep && keep[0] && strcmp(keep, "0") != 0))
+        nftw(g_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    g_dir[0] = '\0';
+    return 0;
+}
+
+/* A path in the scratch folder (printf-style); a ring of buffers, so several
+ * can be live at once. */
+static const char *tp(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *tp(const char *fmt, ...)
+{
+    static char ring[128][1024];
+    static int next;
+    char *b = ring[next++ % 128];
+    int n = snprintf(b, sizeof ring[0], "%s/", g_dir);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b + n, sizeof ring[0] - (size_t)n, fmt, ap);
+    va_end(ap);
+    return b;
+}
+
+static const char *descent_bin(void)
+{
+    const char *b = getenv("DESCENT_BIN");
+    return b && b[0] ? b : "build/descent";
+}
+
+/* Whole file, NUL-terminated; NULL when it cannot be read. */
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap + 1);
+    assert_non_null(buf);
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap + 1);
+            assert_non_null(buf);
+        }
+    }
+    fclose(f);
+    buf[n] = '\0';
+    if (len) *len = n;
+    return buf;
+}
+
+static void spit(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) fail_msg("cannot write %s: %s", path, strerror(errno));
+    if (len && fwrite(data, 1, len, f) != len) fail_msg("short write to %s", path);
+    fclose(f);
+}
+
+static int file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* ---------------------------------------------------------------- running */
+
+struct res {
+    int status; /* raw wait status */
+    char cmd[4096];
+    char *out, *err;
+};
+
+static void res_free(struct res *r)
+{
+    free(r->out);
+    free(r->err);
+    r->out = r->err = NULL;
+}
+
+/* Starts prog with argv (argv[0] included), stdin from /dev/null, stdout and
+ * stderr to the files. Returns posix_spawn's error (0: started). */
+static int spawn_to(const char *prog, char *const argv[], const char *out, const char *err, pid_t *pid)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int rc = posix_spawn(pid, prog, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    return rc;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* Waits for pid, at most timeout seconds (then SIGKILL and fail). */
+static int wait_for(pid_t pid, double timeout, const char *what)
+{
+    double t0 = now_s();
+    for (;;) {
+        int status;
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid) return status;
+        if (w < 0 && errno != EINTR) fail_msg("waitpid for %s: %s", what, strerror(errno));
+        if (now_s() - t0 > timeout) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            fail_msg("%s did not finish within %.0f s (killed)", what, timeout);
+        }
+        sleep_s(0.001);
+    }
+}
+
+static void format_cmd(char *buf, size_t len, char *const argv[])
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (int i = 0; argv[i] && o < len; i++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? " " : "", argv[i]);
+}
+
+/* Runs prog argv to completion; 0, or posix_spawn's error. */
+static int run_prog(struct res *r, const char *prog, char *const argv[])
+{
+    memset(r, 0, sizeof *r);
+    format_cmd(r->cmd, sizeof r->cmd, argv);
+    int k = g_nspawn++;
+    const char *out = tp("stdout.%d", k), *err = tp("stderr.%d", k);
+    pid_t pid;
+    int rc = spawn_to(prog, argv, out, err, &pid);
+    if (rc != 0) return rc;
+    r->status = wait_for(pid, RUN_TIMEOUT_S, r->cmd);
+    r->out = slurp(out, NULL);
+    r->err = slurp(err, NULL);
+    if (!r->out) r->out = strdup("");
+    if (!r->err) r->err = strdup("");
+    return 0;
+}
+
+/* Runs descent with base (NULL-terminated, may be NULL) then the varargs
+ * (const char *, ending with NULL). */
+static void run_v(struct res *r, const char *const *base, ...)
+{
+    char *argv[128];
+    int n = 0;
+    argv[n++] = (char *)descent_bin();
+    for (int i = 0; base && base[i]; i++) argv[n++] = (char *)base[i];
+    va_list ap;
+    va_start(ap, base);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL) {
+        assert_true(n < 127);
+        argv[n++] = (char *)a;
+    }
+    va_end(ap);
+    argv[n] = NULL;
+    int rc = run_prog(r, argv[0], argv);
+    if (rc != 0)
+        fail_msg("cannot start %s: %s (build it, or point DESCENT_BIN at it)", argv[0], strerror(rc));
+}
+
+#define RUN(r, ...) run_v((r), NULL, __VA_ARGS__, (const char *)NULL)
+#define RUN_WITH(r, base, ...) run_v((r), (base), __VA_ARGS__, (const char *)NULL)
+
+#define SHOW "\n  command: %s\n  stdout: %.1500s\n  stderr: %.1500s"
+#define SHOWARGS(r) (r)->cmd, (r)->out, (r)->err
+
+/* Exit code exactly `code`, never a signal, never an internal error. */
+#define expect_exit(r, code) expect_exit_((r), (code), __FILE__, __LINE__)
+static void expect_exit_(const struct res *r, int code, const char *file, int line)
+{
+    if (WIFSIGNALED(r->status))
+        fail_msg("%s:%d: descent was killed by signal %d (%s), expected exit %d" SHOW, file, line,
+                 WTERMSIG(r->status), strsignal(WTERMSIG(r->status)), code, SHOWARGS(r));
+    if (!WIFEXITED(r->status))
+        fail_msg("%s:%d: descent did not exit normally (wait status %#x)" SHOW, file, line, r->status, SHOWARGS(r));
+    if (WEXITSTATUS(r->status) != code)
+        fail_msg("%s:%d: descent exited %d, expected %d" SHOW, file, line, WEXITSTATUS(r->status), code, SHOWARGS(r));
+    static const char *const crash[] = {"internal error", "Sanitizer", "runtime error:", "Segmentation", "Aborted"};
+    for (size_t i = 0; i < sizeof crash / sizeof crash[0]; i++)
+        if (strstr(r->err, crash[i]))
+            fail_msg("%s:%d: stderr reports '%s'" SHOW, file, line, crash[i], SHOWARGS(r));
+    if (code != 0 && !r->err[0])
+        fail_msg("%s:%d: exit %d with nothing on stderr" SHOW, file, line, code, SHOWARGS(r));
+}
+
+/* stderr holds every one of the strings (NULL-terminated list). */
+#define expect_msg(r, ...) expect_msg_((r), __FILE__, __LINE__, __VA_ARGS__, (const char *)NULL)
+static void expect_msg_(const struct res *r, const char *file, int line, ...)
+{
+    va_list ap;
+    va_start(ap, line);
+    const char *s;
+    while ((s = va_arg(ap, const char *)) != NULL)
+        if (!strstr(r->err, s)) {
+            va_end(ap);
+            fail_msg("%s:%d: the message does not mention '%s'" SHOW, file, line, s, SHOWARGS(r));
+        }
+    va_end(ap);
+}
+
+/* A bad-input run: exit 2, a message that names each string. */
+#define expect_usage(r, ...)                                                                   \
+    do {                                                                                       \
+        expect_exit((r), 2);                                                                   \
+        expect_msg((r), __VA_ARGS__);                                                          \
+    } while (0)
+
+/* ---------------------------------------------------------------- CSV */
+
+struct csv {
+    int ncols, nrows; /* nrows: data rows, header not counted */
+    char **cell;      /* (nrows + 1) * ncols, row 0 the header */
+};
+
+static void csv_free(struct csv *c)
+{
+    for (int i = 0; c->cell && i < (c->nrows + 1) * c->ncols; i++) free(c->cell[i]);
+    free(c->cell);
+    memset(c, 0, sizeof *c);
+}
+
+/* Splits one line (without its newline) into fields, RFC 4180 quoting. */
+static int split_line(const char *s, const char *end, char **fields, int max)
+{
+    int n = 0;
+    const char *p = s;
+    for (;;) {
+        char *f = malloc((size_t)(end - p) + 1);
+        assert_non_null(f);
+        size_t o = 0;
+        if (p < end && *p == '"') {
+            p++;
+            while (p < end) {
+                if (*p == '"') {
+                    if (p + 1 < end && p[1] == '"') {
+                        f[o++] = '"';
+                        p += 2;
+                        continue;
+                    }
+                    p++;
+                    break;
+                }
+                f[o++] = *p++;
+            }
+        }
+        while (p < end && *p != ',') f[o++] = *p++;
+        f[o] = '\0';
+        if (n < max) fields[n] = f;
+        else free(f);
+        n++;
+        if (p >= end) break;
+        p++; /* the comma */
+    }
+    return n;
+}
+
+/* Loads a CSV strictly: every line ends with a newline and has as many
+ * fields as the header. 0, or -1 with why. */
+static int csv_load(const char *path, struct csv *c, char *why, size_t wlen)
+{
+    memset(c, 0, sizeof *c);
+    size_t len;
+    char *text = slurp(path, &len);
+    if (!text) return snprintf(why, wlen, "%s: cannot read: %s", path, strerror(errno)), -1;
+    if (len == 0 || text[len - 1] != '\n') {
+        snprintf(why, wlen, "%s: %s", path, len ? "the last line has no newline (a half-written row)" : "empty");
+        free(text);
+        return -1;
+    }
+    int lines = 0;
+    for (size_t i = 0; i < len; i++) lines += text[i] == '\n';
+    char *fields[512];
+    const char *p = text;
+    int row = 0;
+    while (p < text + len) {
+        const char *nl = memchr(p, '\n', (size_t)(text + len - p));
+        int n = split_line(p, nl, fields, 512);
+        if (row == 0) {
+            c->ncols = n > 512 ? 512 : n;
+            c->cell = calloc((size_t)lines * (size_t)c->ncols, sizeof *c->cell);
+            assert_non_null(c->cell);
+        }
+        if (n != c->ncols) {
+            for (int i = 0; i < n && i < 512; i++) free(fields[i]);
+            c->nrows = row - 1 > 0 ? row - 1 : 0;
+            snprintf(why, wlen, "%s: line %d has %d fields, the header %d: '%.*s'", path, row + 1, n, c->ncols,
+                     (int)(nl - p > 300 ? 300 : nl - p), p);
+            free(text);
+            csv_free(c);
+            return -1;
+        }
+        for (int i = 0; i < n; i++) c->cell[row * c->ncols + i] = fields[i];
+        row++;
+        p = nl + 1;
+    }
+    c->nrows = row - 1;
+    free(text);
+    return 0;
+}
+
+static void csv_load_or_fail(const char *path, struct csv *c)
+{
+    char why[1024];
+    if (csv_load(path, c, why, sizeof why) != 0) fail_msg("%s", why);
+}
+
+static int csv_col(const struct csv *c, const char *name)
+{
+    for (int i = 0; i < c->ncols; i++)
+        if (strcmp(c->cell[i], name) == 0) return i;
+    return -1;
+}
+
+static int csv_col_or_fail(const struct csv *c, const char *name)
+{
+    int k = csv_col(c, name);
+    if (k < 0) fail_msg("no column '%s' in the CSV", name);
+    return k;
+}
+
+static const char *csv_at(const struct csv *c, int row, int col)
+{
+    assert_true(row >= 0 && row < c->nrows && col >= 0 && col < c->ncols);
+    return c->cell[(row + 1) * c->ncols + col];
+}
+
+static const char *csv_get(const struct csv *c, int row, const char *name)
+{
+    return csv_at(c, row, csv_col_or_fail(c, name));
+}
+
+static int in_list(const char *const *list, const char *s)
+{
+    for (int i = 0; list[i]; i++)
+        if (strcmp(list[i], s) == 0) return 1;
+    return 0;
+}
+
+/* Same header, same rows, every field byte-identical except the skipped columns. */
+static void csv_expect_same(const char *pa, const char *pb, const char *const *skip)
+{
+    struct csv a, b;
+    csv_load_or_fail(pa, &a);
+    csv_load_or_fail(pb, &b);
+    if (a.ncols != b.ncols) fail_msg("%s has %d columns, %s %d", pa, a.ncols, pb, b.ncols);
+    for (int k = 0; k < a.ncols; k++)
+        if (strcmp(a.cell[k], b.cell[k]) != 0)
+            fail_msg("column %d is '%s' in %s but '%s' in %s", k, a.cell[k], pa, b.cell[k], pb);
+    if (a.nrows != b.nrows) fail_msg("%s has %d rows, %s %d", pa, a.nrows, pb, b.nrows);
+    int compared = 0;
+    for (int r = 0; r < a.nrows; r++)
+        for (int k = 0; k < a.ncols; k++) {
+            if (in_list(skip, a.cell[k])) continue;
+            const char *x = csv_at(&a, r, k), *y = csv_at(&b, r, k);
+            if (strcmp(x, y) != 0)
+                fail_msg("row %d column %s: '%s' in %s but '%s' in %s", r + 1, a.cell[k], x, pa, y, pb);
+            compared++;
+        }
+    assert_true(compared > 0);
+    csv_free(&a);
+    csv_free(&b);
+}
+
+static const char *const curve_timing[] = {"wall_s", "samples_per_s", NULL};
+static const char *const summary_timing[] = {"samples_per_s", "step_ms_median", "compute_ms", "comm_ms",
+                                             "optimizer_ms", "peak_rss_mb", "train_s", "eval_s",
+                                             "time_to_target_s", "out", NULL};
+
+static int is_number(const char *s, double *x)
+{
+    char *end;
+    if (!s[0]) return 0;
+    double v = strtod(s, &end);
+    if (*end) return 0;
+    if (x) *x = v;
+    return 1;
+}
+
+/* ---------------------------------------------------------------- JSON, safetensors */
+
+static cJSON *json_load_or_fail(const char *path)
+{
+    char *text = slurp(path, NULL);
+    if (!text) fail_msg("%s: cannot read: %s", path, strerror(errno));
+    cJSON *j = cJSON_Parse(text);
+    if (!j) fail_msg("%s: not valid JSON near '%.60s'", path, cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "?");
+    free(text);
+    return j;
+}
+
+static const char *json_str(const cJSON *obj, const char *key, const char *where)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsString(v)) fail_msg("%s: no string '%s'", where, key);
+    return v->valuestring;
+}
+
+struct st_file {
+    cJSON *header;
+    unsigned char *data; /* the bytes after the header */
+    size_t data_len, header_len, file_len;
+};
+
+static void st_read(const char *path, struct st_file *f)
+{
+    size_t len;
+    char *raw = slurp(path, &len);
+    if (!raw) fail_msg("%s: cannot read: %s", path, strerror(errno));
+    if (len < 8) fail_msg("%s: %zu bytes, not a safetensors file", path, len);
+    uint64_t h = 0;
+    for (int b = 0; b < 8; b++) h |= (uint64_t)(unsigned char)raw[b] << (8 * b);
+    if (h > len - 8) fail_msg("%s: header length %llu past the end (%zu bytes)", path, (unsigned long long)h, len);
+    f->header = cJSON_ParseWithLength(raw + 8, (size_t)h);
+    if (!cJSON_IsObject(f->header)) fail_msg("%s: the header is not a JSON object", path);
+    f->header_len = (size_t)h;
+    f->file_len = len;
+    f->data_len = len - 8 - (size_t)h;
+    f->data = malloc(f->data_len + 1);
+    assert_non_null(f->data);
+    memcpy(f->data, raw + 8 + h, f->data_len);
+    free(raw);
+}
+
+static void st_write(const char *path, const cJSON *header, const void *data, size_t data_len)
+{
+    char *json = cJSON_PrintUnformatted(header);
+    assert_non_null(json);
+    size_t h = strlen(json), padded = (h + 7) / 8 * 8;
+    unsigned char *buf = malloc(8 + padded + data_len);
+    assert_non_null(buf);
+    for (int b = 0; b < 8; b++) buf[b] = (unsigned char)((uint64_t)padded >> (8 * b));
+    memcpy(buf + 8, json, h);
+    memset(buf + 8 + h, ' ', padded - h);
+    if (data_len) memcpy(buf + 8 + padded, data, data_len);
+    spit(path, buf, 8 + padded + data_len);
+    free(buf);
+    free(json);
+}
+
+static void st_free(struct st_file *f)
+{
+    cJSON_Delete(f->header);
+    free(f->data);
+    memset(f, 0, sizeof *f);
+}
+
+/* ---------------------------------------------------------------- descent list / help */
+
+/* Names from `descent list` under the section that starts with `section`:
+ * the first word of each line (first_only) or every word. */
+static int list_names(const char *section, int first_only, char names[][64], int max)
+{
+    struct res r;
+    RUN(&r, "list");
+    expect_exit(&r, 0);
+    int n = 0, in = 0;
+    for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] != ' ') {
+            in = strncmp(line, section, strlen(section)) == 0;
+            continue;
+        }
+        if (!in) continue;
+        char *save = NULL;
+        for (char *w = strtok_r(line, " ", &save); w && n < max; w = strtok_r(NULL, " ", &save)) {
+            snprintf(names[n++], 64, "%s", w);
+            if (first_only) break;
+        }
+    }
+    res_free(&r);
+    if (n == 0) fail_msg("`descent list` has no entries under '%s'", section);
+    return n;
+}
+
+/* A bad name for --flag: exit 2, the message names the flag, the bad value
+ * and every valid name that `descent list` shows in the section. */
+static void check_unknown_name(const char *flag, const char *section, int first_only)
+{
+    char names[64][64];
+    int n = list_names(section, first_only, names, 64);
+    struct res r;
+    RUN(&r, "run", flag, "no-such-thing", "--steps", "1", "--out", tp("out"));
+    expect_usage(&r, flag, "no-such-thing");
+    for (int i = 0; i < n; i++) expect_msg(&r, names[i]);
+    res_free(&r);
+}
+
+/* ---------------------------------------------------------------- tests: basics and bad names */
+
+static void test_list_and_help(void **state)
+{
+    (void)state;
+    struct res r;
+    RUN(&r, "list");
+    expect_exit(&r, 0);
+    const char *sections[] = {"workloads:", "optimizers:", "schedules:", "backends"};
+    for (size_t i = 0; i < 4; i++)
+        if (!strstr(r.out, sections[i])) fail_msg("`descent list` lacks '%s'" SHOW, sections[i], SHOWARGS(&r));
+    res_free(&r);
+    RUN(&r, "help", "run");
+    expect_exit(&r, 0);
+    if (!strstr(r.out, "--workload") || !strstr(r.out, "--save-init"))
+        fail_msg("`descent help run` does not list the run options" SHOW, SHOWARGS(&r));
+    res_free(&r);
+}
+
+static void test_no_command(void **state)
+{
+    (void)state;
+    struct res r;
+    char *argv[] = {(char *)descent_bin(), NULL};
+    if (run_prog(&r, argv[0], argv) != 0) fail_msg("cannot start %s", argv[0]);
+    expect_exit(&r, 2);
+    expect_msg(&r, "run");
+    res_free(&r);
+}
+
+static void test_unknown_command(void **state)
+{
+    (void)state;
+    struct res r;
+    RUN(&r, "frobnicate");
+    expect_usage(&r, "frobnicate", "run", "list", "export");
+    res_free(&r);
+}
+
+static void test_unknown_workload(void **state)
+{
+    (void)state;
+    check_unknown_name("--workload", "workloads:", 1);
+}
+
+static void test_unknown_optimizer(void **state)
+{
+    (void)state;
+    check_unknown_name("--optimizer", "optimizers:", 1);
+}
+
+static void test_unknown_schedule(void **state)
+{
+    (void)state;
+    check_unknown_name("--schedule", "schedules:", 0);
+}
+
+static void test_unknown_init_scheme(void **state)
+{
+    (void)state;
+    check_unknown_name("--init-scheme", "init schemes:", 0);
+}
+
+static void test_unknown_backend(void **state)
+{
+    (void)state;
+    check_unknown_name("--backend", "backends", 0);
+}
+
+/* An unknown option lists every option of `descent help run`. */
+static void test_unknown_option(void **state)
+{
+    (void)state;
+    struct res h, r;
+    RUN(&h, "help", "run");
+    expect_exit(&h, 0);
+    RUN(&r, "run", "--no-such-option", "3", "--out", tp("out"));
+    expect_usage(&r, "--no-such-option");
+    int n = 0;
+    for (char *line = strtok(h.out, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "  --", 4) != 0) continue;
+        line[2 + strcspn(line + 2, " ")] = '\0';
+        expect_msg(&r, line + 2);
+        n++;
+    }
+    assert_true(n > 20);
+    res_free(&h);
+    res_free(&r);
+}
+
+/* ---------------------------------------------------------------- tests: bad values */
+
+static void test_lr_negative(void **state)
+{
+    (void)state;
+    struct res r;
+    RUN(&r, "run", "--workload", "linreg", "--lr", "-1", "--steps", "1", "--out", tp("out"));
+    expect_usage(&r, "--lr", "-1");
+    res_free(&r);
+}
+
+static void test_lr_nan(void **state)
+{
+    (void)state;
+    struct res r;
+    RUN(&r, "run", "--workload", "linreg", "--lr", "nan", "--steps", "1", "--out", tp("out"));
+    expect_usage(&r, "--lr", "nan");
+    res_free(&r);
+    RUN(&r, "run", "--workload", "linreg", "--lr", "inf", "--steps", "1", "--out", tp("out"));
+    expect_usage(&r, "--lr", "inf");
+    res_free(&r);
+}
+
+static void test_lr_not_a_number(void **state)
+{
+    (void)state;
+    struct res r;
+    RUN(&r, "run", "--workload", "linreg", "--lr", "abc", "--steps", "1", "--out", tp("out"));
+    expect_usage(&r, "--lr", "abc");
+    res_free(&r);
+    RUN(&r, "run", "--workload", "linreg", "--lr", "0.1x", "--steps", "1", "--out", tp("out"));
+    expect_usage(&r, "--lr", "0.1x");
+    res_free(&r);
+}
+
+static void test_lr_missing_value(void **state)
+{
+    (void)state;
+    struct res r;
+    RUN(&r, "run", "--out", tp("out"), "--workload", "linreg", "--lr");
+    expect_usage(&r, "--lr");
+    res_free(&r);
+}
+
+static void test_batch_zero(void **state)
+{
+    (void)state;
+    struct res r;
+    RUN(&r, "run", "--workload", "linreg", "--batch", "0", "--steps", "1", "--out", tp("out"));
+    expect_usage(&r, "--batch", "0");
+    res_free(&r);
+    RUN(&r, "run", "--workload", "linreg", "--batch", "-4", "--steps", "1", "--out", tp("out"));
+    expect_usage(&r, "--batch", "-4");
+    res_free(&r);
+}
+
+static void test_batch_larger_than_data(void **state)
+{
+    (void)state;
+    struct res r;
+    RUN(&r, "run", "--workload", "linreg", "--n-train", "100", "--batch", "101", "--steps", "1", "--out", tp("out"));
+    expect_usage(&r, "--batch", "101", "100");
+    res_free(&r);
+    /* the edge: a batch of exactly the training set is fine */
+    RUN(&r, "run", "--workload", "linreg", "--n-train", "100", "--batch", "100", "--steps", "2", "--out", tp("ok"));
+    expect_exit(&r, 0);
+    res_free(&r);
+}
+
+static void test_epochs_and_steps(void **state)
+{
+    (void)state;
+    struct res r;
+    RUN(&r, "run", "--workload", "linreg", "--epochs", "2", "--steps", "10", "--out", tp("out"));
+    expect_usage(&r, "--epochs", "--steps");
+    res_free(&r);
+}
+
+/* ---------------------------------------------------------------- tests: bad --init files */
+
+/* A valid linreg --dim D checkpoint (the initial parameters). */
+static void make_checkpoint(const char *path, const char *dim)
+{
+    struct res r;
+    RUN(&r, "run", "--workload", "linreg", "--dim", dim, "--steps", "1", "--save-init", path, "--out",
+        tp("mk-%s", dim));
+    expect_exit(&r, 0);
+    res_free(&r);
+    if (!file_exists(path)) fail_msg("--save-init %s wrote nothing", path);
+}
+
+/* `run --init path` on linreg --dim dim: exit 2, a message naming --init, the
+ * file and the extra strings. */
+static void expect_bad_init(const char *path, const char *dim, const char *s1, const char *s2)
+{
+    struct res r;
+    RUN(&r, "run", "--workload", "linreg", "--dim", dim, "--steps", "1", "--init", path, "--out", tp("out"));
+    expect_usage(&r, "--init", path);
+    if (s1) expect_msg(&r, s1);
+    if (s2) expect_msg(&r, s2);
+    res_free(&r);
+}
+
+static void test_init_nonexistent(void **state)
+{
+    (void)state;
+    expect_bad_init(tp("no-such-file.safetensors"), "5", NULL, NULL);
+}
+
+/* A file without read permission (root reads it anyway: only checked as a user). */
+static void test_init_unreadable(void **state)
+{
+    (void)state;
+    const char *p = tp("secret.safetensors");
+    make_checkpoint(p, "5");
+    if (geteuid() == 0) {
+        print_message("# running as root: a mode-000 file is readable, only the readable case is run\n");
+        struct res r;
+        RUN(&r, "run", "--workload", "linreg", "--dim", "5", "--steps", "1", "--init", p, "--out", tp("out"));
+        expect_exit(&r, 0);
+        res_free(&r);
+        return;
+    }
+    assert_int_equal(chmod(p, 0), 0);
+    expect_bad_init(p, "5", NULL, NULL);
+}
+
+static void test_init_directory(void **state)
+{
+    (void)state;
+    const char *d = tp("a-directory");
+    assert_int_equal(mkdir(d, 0755), 0);
+    expect_bad_init(d, "5", NULL, NULL);
+}
+
+static void test_init_garbage(void **state)
+{
+    (void)state;
+    const char *p = tp("garbage.safetensors");
+    spit(p, "this is not a safetensors file at all\n", 38);
+    expect_bad_init(p, "5", NULL, NULL);
+    /* an 8-byte length that fits, then a header that is not JSON */
+    unsigned char buf[8 + 16] = {16, 0, 0, 0, 0, 0, 0, 0};
+    memcpy(buf + 8, "{not json at all", 16);
+    spit(p, buf, sizeof buf);
+    expect_bad_init(p, "5", NULL, NULL);
+    /* empty, and shorter than the length prefix */
+    spit(p, "", 0);
+    expect_bad_init(p, "5", NULL, NULL);
+    spit(p, "\x05\x00\x00", 3);
+    expect_bad_init(p, "5", NULL, NULL);
+}
+
+static void test_init_truncated(void **state)
+{
+    (void)state;
+    const char *good = tp("good.safetensors"), *cut = tp("cut.safetensors");
+    make_checkpoint(good, "5");
+    size_t len;
+    char *raw = slurp(good, &len);
+    assert_non_null(raw);
+    assert_true(len > 8 + 4);
+    spit(cut, raw, len - 4); /* the last float gone */
+    expect_bad_init(cut, "5", NULL, NULL);
+    spit(cut, raw, 8 + 10); /* cut inside the header */
+    expect_bad_init(cut, "5", NULL, NULL);
+    free(raw);
+}
+
+static void test_init_wrong_shape(void **state)
+{
+    (void)state;
+    const char *p = tp("dim5.safetensors");
+    make_checkpoint(p, "5");
+    expect_bad_init(p, "6", "0.weight", "shape");
+}
+
+/* Rewrites a valid checkpoint with a tensor removed / added / retyped. */
+static void test_init_missing_tensor(void **state)
+{
+    (void)state;
+    const char *good = tp("good.safetensors"), *bad = tp("missing.safetensors");
+    make_checkpoint(good, "5");
+    struct st_file f;
+    st_read(good, &f);
+    assert_non_null(cJSON_GetObjectItemCaseSensitive(f.header, "0.bias"));
+    cJSON_DeleteItemFromObjectCaseSensitive(f.header, "0.bias");
+    st_write(bad, f.header, f.data, f.data_len);
+    expect_bad_init(bad, "5", "0.bias", NULL);
+    st_free(&f);
+}
+
+static void test_init_extra_tensor(void **state)
+{
+    (void)state;
+    const char *good = tp("good.safetensors"), *bad = tp("extra.safetensors");
+    make_checkpoint(good, "5");
+    struct st_file f;
+    st_read(good, &f);
+    cJSON *e = cJSON_AddObjectToObject(f.header, "1.weight");
+    cJSON_AddStringToObject(e, "dtype", "F32");
+    cJSON *shape = cJSON_AddArrayToObject(e, "shape");
+    cJSON_AddItemToArray(shape, cJSON_CreateNumber(1));
+    cJSON *off = cJSON_AddArrayToObject(e, "data_offsets");
+    cJSON_AddItemToArray(off, cJSON_CreateNumber((double)f.data_len));
+    cJSON_AddItemToArray(off, cJSON_CreateNumber((double)f.data_len + 4));
+    unsigned char *data = calloc(f.data_len + 4, 1);
+    assert_non_null(data);
+    memcpy(data, f.data, f.data_len);
+    st_write(bad, f.header, data, f.data_len + 4);
+    expect_bad_init(bad, "5", "1.weight", NULL);
+    free(data);
+    st_free(&f);
+}
+
+static void test_init_wrong_dtype(void **state)
+{
+    (void)state;
+    const char *good = tp("good.safetensors"), *bad = tp("f64.safetensors");
+    make_checkpoint(good, "5");
+    struct st_file f;
+    st_read(good, &f);
+    cJSON *w = cJSON_GetObjectItemCaseSensitive(f.header, "0.weight");
+    assert_non_null(w);
+    cJSON_ReplaceItemInObjectCaseSensitive(w, "dtype", cJSON_CreateString("F64"));
+    st_write(bad, f.header, f.data, f.data_len);
+    expect_bad_init(bad, "5", "0.weight", "F64");
+    st_free(&f);
+}
+
+/* ---------------------------------------------------------------- tests: reproducibility */
+
+/* Two runs with the same seed: every non-timing field of curve.csv and
+ * summary.csv byte-identical. Another seed: train_loss differs. */
+static void check_reproducible(const char *const *args)
+{
+    struct res r;
+    const char *seeds[3] = {"1", "1", "2"};
+    const char *dirs[3] = {tp("seed1-a"), tp("seed1-b"), tp("seed2")};
+    for (int i = 0; i < 3; i++) {
+        RUN_WITH(&r, args, "--seed", seeds[i], "--out", dirs[i]);
+        expect_exit(&r, 0);
+        res_free(&r);
+    }
+    char a[1100], b[1100];
+    snprintf(a, sizeof a, "%s/curve.csv", dirs[0]);
+    snprintf(b, sizeof b, "%s/curve.csv", dirs[1]);
+    csv_expect_same(a, b, curve_timing);
+    snprintf(a, sizeof a, "%s/summary.csv", dirs[0]);
+    snprintf(b, sizeof b, "%s/summary.csv", dirs[1]);
+    csv_expect_same(a, b, summary_timing);
+
+    struct csv c1, c2;
+    snprintf(a, sizeof a, "%s/curve.csv", dirs[0]);
+    snprintf(b, sizeof b, "%s/curve.csv", dirs[2]);
+    csv_load_or_fail(a, &c1);
+    csv_load_or_fail(b, &c2);
+    assert_true(c1.nrows >= 3);
+    int k1 = csv_col_or_fail(&c1, "train_loss"), k2 = csv_col_or_fail(&c2, "train_loss"), differ = 0;
+    for (int i = 1; i < c1.nrows && i < c2.nrows; i++) differ += strcmp(csv_at(&c1, i, k1), csv_at(&c2, i, k2)) != 0;
+    if (!differ) fail_msg("seeds 1 and 2 give the same train_loss in every row of %s and %s", a, b);
+    csv_free(&c1);
+    csv_free(&c2);
+}
+
+static void test_reproducible_quadratic(void **state)
+{
+    (void)state;
+    const char *const args[] = {"run", "--workload", "quadratic", "--noise", "0.1", "--steps", "300", NULL};
+    check_reproducible(args);
+}
+
+static void test_reproducible_linreg(void **state)
+{
+    (void)state;
+    const char *const args[] = {"run", "--workload", "linreg", "--optimizer", "sgd", "--shuffle", "on",
+                                "--epochs", "4", NULL};
+    check_reproducible(args);
+}
+
+static void test_reproducible_logreg(void **state)
+{
+    (void)state;
+    const char *const args[] = {"run", "--workload", "logreg", "--optimizer", "adam", "--epochs", "4", NULL};
+    check_reproducible(args);
+}
+
+/* ---------------------------------------------------------------- tests: divergence */
+
+static void test_divergence(void **state)
+{
+    (void)state;
+    struct res r;
+    const char *out = tp("div");
+    RUN(&r, "run", "--workload", "linreg", "--optimizer", "sgd", "--lr", "10", "--epochs", "3", "--out", out);
+    expect_exit(&r, 1);
+    if (!strstr(r.err, "diverged") && !strstr(r.out, "diverged"))
+        fail_msg("a diverging run does not say so" SHOW, SHOWARGS(&r));
+    res_free(&r);
+
+    struct csv s, c;
+    csv_load_or_fail(tp("div/summary.csv"), &s);
+    assert_int_equal(s.nrows, 1);
+    if (strcmp(csv_get(&s, 0, "status"), "diverged") != 0)
+        fail_msg("summary.csv status is '%s', expected diverged", csv_get(&s, 0, "status"));
+    double done = 0, planned = 0;
+    assert_true(is_number(csv_get(&s, 0, "steps_done"), &done));
+    assert_true(is_number(csv_get(&s, 0, "steps"), &planned));
+    if (!(done < planned)) fail_msg("steps_done %g, of %g planned: the run did not stop early", done, planned);
+
+    csv_load_or_fail(tp("div/curve.csv"), &c);
+    if (c.nrows < 2) fail_msg("curve.csv of the diverged run has %d rows, expected the rows up to it", c.nrows);
+    int ks = csv_col_or_fail(&c, "step"), kl = csv_col_or_fail(&c, "train_loss");
+    double prev = -1, x = 0;
+    for (int i = 0; i < c.nrows; i++) {
+        double step = -2;
+        if (!is_number(csv_at(&c, i, ks), &step) || !(step > prev))
+            fail_msg("curve.csv row %d: step '%s' not increasing", i + 1, csv_at(&c, i, ks));
+        prev = step;
+        const char *tl = csv_at(&c, i, kl);
+        int finite = is_number(tl, &x) && isfinite(x);
+        if (i < c.nrows - 1 && !finite) fail_msg("curve.csv row %d: train_loss '%s' before the divergence", i + 1, tl);
+        if (i == c.nrows - 1 && finite) fail_msg("curve.csv last row: train_loss '%s' is finite, expected nan/inf", tl);
+    }
+    if (prev != done + 1 && prev != done)
+        fail_msg("curve.csv ends at step %g, summary.csv steps_done is %g", prev, done);
+
+    csv_free(&c);
+    /* with a curve row every 4 steps: every row up to the divergence is there */
+    RUN(&r, "run", "--workload", "linreg", "--optimizer", "sgd", "--lr", "10", "--epochs", "3", "--eval-every", "4",
+        "--out", tp("div4"));
+    expect_exit(&r, 1);
+    res_free(&r);
+    csv_load_or_fail(tp("div4/curve.csv"), &c);
+    ks = csv_col_or_fail(&c, "step");
+    int want = (int)done / 4 + 2;
+    if (c.nrows != want) fail_msg("div4/curve.csv has %d rows; %g steps done, every 4th one a row: expected %d", c.nrows, done, want);
+    for (int i = 0; i + 1 < c.nrows; i++)
+        if (!is_number(csv_at(&c, i, ks), &x) || x != 4 * i) fail_msg("div4/curve.csv row %d: step %s", i + 1, csv_at(&c, i, ks));
+
+    cJSON *meta = json_load_or_fail(tp("div/meta.json"));
+    if (strcmp(json_str(meta, "status", "meta.json"), "diverged") != 0)
+        fail_msg("meta.json status is '%s'", json_str(meta, "status", "meta.json"));
+    cJSON_Delete(meta);
+    csv_free(&s);
+    csv_free(&c);
+}
+
+/* ---------------------------------------------------------------- tests: checkpoints */
+
+/* The header of a descent checkpoint: exactly the model's tensors (names and
+ * shapes as in meta.json), F32, back to back, filling the file. */
+static void check_checkpoint_layout(const char *path, const cJSON *tensors, size_t n_params)
+{
+    struct st_file f;
+    st_read(path, &f);
+    assert_int_equal(f.data_len, n_params * 4);
+    assert_int_equal(f.header_len % 8, 0);
+    int n = 0;
+    for (const cJSON *e = f.header->child; e; e = e->next)
+        if (strcmp(e->string, "__metadata__") != 0) n++;
+    assert_int_equal(n, cJSON_GetArraySize(tensors));
+    size_t covered = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tensors)
+    {
+        const char *name = json_str(t, "name", "meta.json tensors");
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(f.header, name);
+        if (!e) fail_msg("%s: no tensor '%s'", path, name);
+        if (strcmp(json_str(e, "dtype", path), "F32") != 0) fail_msg("%s: '%s' is not F32", path, name);
+        const cJSON *want = cJSON_GetObjectItemCaseSensitive(t, "shape");
+        const cJSON *got = cJSON_GetObjectItemCaseSensitive(e, "shape");
+        if (!cJSON_Compare(want, got, 1)) {
+            char *w = cJSON_PrintUnformatted(want), *g = cJSON_PrintUnformatted(got);
+            fail_msg("%s: '%s' has shape %s, meta.json says %s", path, name, g, w);
+        }
+        const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+        assert_int_equal(cJSON_GetArraySize(off), 2);
+        double o0 = cJSON_GetArrayItem(off, 0)->valuedouble, o1 = cJSON_GetArrayItem(off, 1)->valuedouble;
+        double numel = 1;
+        const cJSON *d;
+        cJSON_ArrayForEach(d, want) numel *= d->valuedouble;
+        assert_true(o0 >= 0 && o1 <= (double)f.data_len);
+        assert_close(o1 - o0, 4 * numel, 0);
+        covered += (size_t)(o1 - o0);
+    }
+    assert_int_equal(covered, f.data_len);
+    st_free(&f);
+}
+
+/* --save-init then --init: the same start (files byte-identical), the same
+ * trajectory; --save then --init: the next run starts where the last ended. */
+static void test_checkpoint_round_trips(void **state)
+{
+    (void)state;
+    struct res r;
+    const char *init = tp("init.safetensors"), *fin = tp("final.safetensors"), *init2 = tp("init2.safetensors");
+    const char *const base[] = {"run", "--workload", "linreg", "--dim", "5", "--optimizer", "sgd", "--momentum", "0.9",
+                                "--epochs", "2", "--seed", "3", NULL};
+    RUN_WITH(&r, base, "--save-init", init, "--save", fin, "--out", tp("a"));
+    expect_exit(&r, 0);
+    res_free(&r);
+
+    cJSON *meta = json_load_or_fail(tp("a/meta.json"));
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(meta, "workload");
+    const cJSON *tensors = cJSON_GetObjectItemCaseSensitive(w, "tensors");
+    const cJSON *np = cJSON_GetObjectItemCaseSensitive(w, "n_params");
+    if (!cJSON_IsArray(tensors) || !cJSON_IsNumber(np)) fail_msg("meta.json lacks workload.tensors / n_params");
+    assert_int_equal((int)np->valuedouble, 6);
+    check_checkpoint_layout(init, tensors, 6);
+    check_checkpoint_layout(fin, tensors, 6);
+    cJSON_Delete(meta);
+    size_t l1, l2;
+    char *b1 = slurp(init, &l1), *b2 = slurp(fin, &l2);
+    assert_int_equal(l1, l2);
+    if (memcmp(b1, b2, l1) == 0) fail_msg("--save-init and --save wrote the same parameters: training changed nothing");
+
+    /* from the saved start: the same curve; and its own --save-init is the same file */
+    RUN_WITH(&r, base, "--init", init, "--save-init", init2, "--out", tp("b"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    size_t l3;
+    char *b3 = slurp(init2, &l3);
+    assert_non_null(b3);
+    assert_int_equal(l1, l3);
+    if (memcmp(b1, b3, l1) != 0) fail_msg("--init %s then --save-init wrote different bytes", init);
+    /* run_id is left out: --init is part of the run's identity */
+    const char *const curve_skip[] = {"run_id", "wall_s", "samples_per_s", NULL};
+    csv_expect_same(tp("a/curve.csv"), tp("b/curve.csv"), curve_skip);
+
+    /* from the saved end: step 0 of the new run is the end of the old one */
+    RUN_WITH(&r, base, "--init", fin, "--out", tp("c"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    struct csv sa, ca, cc;
+    csv_load_or_fail(tp("a/summary.csv"), &sa);
+    csv_load_or_fail(tp("a/curve.csv"), &ca);
+    csv_load_or_fail(tp("c/curve.csv"), &cc);
+    const char *pairs[][2] = {{"final_train_loss", "train_loss"},
+                              {"final_eval_loss", "eval_loss"},
+                              {"final_dist_to_opt", "dist_to_opt"}};
+    for (int i = 0; i < 3; i++) {
+        const char *end = csv_get(&sa, 0, pairs[i][0]), *start = csv_get(&cc, 0, pairs[i][1]);
+        if (!end[0] || strcmp(end, start) != 0)
+            fail_msg("run A ended with %s '%s', run C (--init A's --save) starts with %s '%s'", pairs[i][0], end,
+                     pairs[i][1], start);
+    }
+    if (strcmp(csv_get(&ca, ca.nrows - 1, "eval_loss"), csv_get(&cc, 0, "eval_loss")) != 0)
+        fail_msg("A's last eval_loss %s, C's first %s", csv_get(&ca, ca.nrows - 1, "eval_loss"), csv_get(&cc, 0, "eval_loss"));
+    csv_free(&sa);
+    csv_free(&ca);
+    csv_free(&cc);
+    free(b1);
+    free(b2);
+    free(b3);
+}
+
+/* --init-scheme zeros: --save-init holds only zeros. */
+static void test_save_init_zeros(void **state)
+{
+    (void)state;
+    struct res r;
+    const char *p = tp("zeros.safetensors");
+    RUN(&r, "run", "--workload", "logreg", "--dim", "4", "--init-scheme", "zeros", "--steps", "1", "--save-init", p,
+        "--out", tp("z"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    struct st_file f;
+    st_read(p, &f);
+    assert_int_equal(f.data_len, 5 * 4);
+    /* compared as floats: the initialiser writes -0.0 for some (harmless) */
+    for (size_t i = 0; i < f.data_len / 4; i++) {
+        float v;
+        memcpy(&v, f.data + 4 * i, 4);
+        if (v != 0.0f) fail_msg("%s: parameter %zu is %g, expected 0", p, i, (double)v);
+    }
+    st_free(&f);
+}
+
+/* ---------------------------------------------------------------- tests: meta.json */
+
+static void test_meta_json(void **state)
+{
+    (void)state;
+    struct res r;
+    const char *out = tp("meta");
+    RUN(&r, "run", "--workload", "linreg", "--optimizer", "adam", "--lr", "0.05", "--epochs", "2", "--seed", "7",
+        "--out", out);
+    expect_exit(&r, 0);
+    res_free(&r);
+    cJSON *m = json_load_or_fail(tp("meta/meta.json"));
+    const cJSON *build = cJSON_GetObjectItemCaseSensitive(m, "build");
+    const cJSON *host = cJSON_GetObjectItemCaseSensitive(m, "host");
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(m, "config");
+    if (!cJSON_IsObject(build) || !cJSON_IsObject(host) || !cJSON_IsObject(cfg))
+        fail_msg("meta.json lacks build, host or config objects");
+    const char *keys[] = {"git_rev", "compiler", "cflags"};
+    for (int i = 0; i < 3; i++)
+        if (!json_str(build, keys[i], "meta.json build")[0]) fail_msg("meta.json build.%s is empty", keys[i]);
+    char hn[256] = "";
+    gethostname(hn, sizeof hn - 1);
+    if (strcmp(json_str(host, "hostname", "meta.json host"), hn) != 0)
+        fail_msg("meta.json host.hostname '%s', gethostname '%s'", json_str(host, "hostname", "meta.json host"), hn);
+    if (strcmp(json_str(m, "status", "meta.json"), "ok") != 0) fail_msg("meta.json status is not ok");
+
+    /* the config: what was given, and the resolved defaults */
+    if (strcmp(json_str(cfg, "workload", "config"), "linreg") || strcmp(json_str(cfg, "optimizer", "config"), "adam") ||
+        strcmp(json_str(cfg, "seed", "config"), "7") || strcmp(json_str(cfg, "lr", "config"), "0.05") ||
+        strcmp(json_str(cfg, "out", "config"), out))
+        fail_msg("meta.json config does not hold the given workload/optimizer/seed/lr/out");
+    double x;
+    const char *resolved[] = {"dim", "batch", "beta1", "beta2", "eps", "n-train"};
+    for (int i = 0; i < 6; i++)
+        if (!is_number(json_str(cfg, resolved[i], "config"), &x) || !(x > 0))
+            fail_msg("meta.json config.%s is '%s': not resolved", resolved[i], json_str(cfg, resolved[i], "config"));
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(m, "workload");
+    const cJSON *spe = cJSON_GetObjectItemCaseSensitive(w, "steps_per_epoch");
+    assert_true(cJSON_IsNumber(spe));
+    assert_true(is_number(json_str(cfg, "steps", "config"), &x));
+    if (x != 2 * spe->valuedouble)
+        fail_msg("meta.json config.steps %g, expected 2 epochs x %g steps", x, spe->valuedouble);
+
+    /* the same config as summary.csv, key by key; the same run_id as curve.csv */
+    struct csv s, c;
+    csv_load_or_fail(tp("meta/summary.csv"), &s);
+    csv_load_or_fail(tp("meta/curve.csv"), &c);
+    int n = 0;
+    for (const cJSON *e = cfg->child; e; e = e->next) {
+        if (!cJSON_IsString(e)) fail_msg("meta.json config.%s is not a string", e->string);
+        int k = csv_col(&s, e->string);
+        if (k < 0) fail_msg("config key '%s' of meta.json is not a column of summary.csv", e->string);
+        if (strcmp(csv_at(&s, 0, k), e->valuestring) != 0)
+            fail_msg("config.%s is '%s' in meta.json, '%s' in summary.csv", e->string, e->valuestring, csv_at(&s, 0, k));
+        n++;
+    }
+    assert_true(n > 20);
+    const char *rid = json_str(m, "run_id", "meta.json");
+    if (strcmp(rid, csv_get(&s, 0, "run_id")) || strcmp(rid, csv_get(&c, 0, "run_id")))
+        fail_msg("run_id '%s' in meta.json, '%s' in summary.csv, '%s' in curve.csv", rid, csv_get(&s, 0, "run_id"),
+                 csv_get(&c, 0, "run_id"));
+    /* argv as given */
+    const cJSON *av = cJSON_GetObjectItemCaseSensitive(m, "argv");
+    if (!cJSON_IsArray(av) || cJSON_GetArraySize(av) < 12) fail_msg("meta.json argv is missing or short");
+    csv_free(&s);
+    csv_free(&c);
+    cJSON_Delete(m);
+}
+
+/* curve.csv's column order is the contract's (DESIGN.md), extras after. */
+static void test_curve_columns(void **state)
+{
+    (void)state;
+    struct res r;
+    RUN(&r, "run", "--workload", "linreg", "--steps", "5", "--out", tp("cols"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    static const char *const want[] = {"run_id", "step", "epoch", "samples", "wall_s", "lr",
+                                       "train_loss", "eval_loss", "eval_metric", "grad_norm", "samples_per_s"};
+    struct csv c;
+    csv_load_or_fail(tp("cols/curve.csv"), &c);
+    for (int i = 0; i < 11; i++)
+        if (i >= c.ncols || strcmp(c.cell[i], want[i]) != 0)
+            fail_msg("curve.csv column %d is '%s', the contract says '%s'", i + 1, i < c.ncols ? c.cell[i] : "", want[i]);
+    csv_free(&c);
+    static const char *const tail[] = {"final_train_loss", "final_eval_loss", "final_eval_metric", "best_eval_metric",
+                                       "steps_to_target", "time_to_target_s", "samples_per_s", "step_ms_median",
+                                       "compute_ms", "comm_ms", "optimizer_ms", "peak_rss_mb", "status"};
+    csv_load_or_fail(tp("cols/summary.csv"), &c);
+    int k0 = csv_col_or_fail(&c, "final_train_loss");
+    for (int i = 0; i < 13; i++)
+        if (k0 + i >= c.ncols || strcmp(c.cell[k0 + i], tail[i]) != 0)
+            fail_msg("summary.csv column %d is '%s', the contract says '%s'", k0 + i + 1,
+                     k0 + i < c.ncols ? c.cell[k0 + i] : "", tail[i]);
+    if (strcmp(csv_get(&c, 0, "status"), "ok") != 0) fail_msg("status '%s'", csv_get(&c, 0, "status"));
+    csv_free(&c);
+}
+
+/* ---------------------------------------------------------------- tests: export */
+
+static const char *const export_files_linreg[] = {"train_x.npy", "train_y.npy", "eval_x.npy", "eval_y.npy",
+                                                  "x_star.npy", NULL};
+
+static void test_export_deterministic(void **state)
+{
+    (void)state;
+    struct res r;
+    const char *dirs[3] = {tp("e1"), tp("e1b"), tp("e2")}, *seeds[3] = {"1", "1", "2"};
+    for (int i = 0; i < 3; i++) {
+        RUN(&r, "export", "--workload", "linreg", "--seed", seeds[i], "--dim", "4", "--n-train", "50", "--n-eval", "20",
+            "--out", dirs[i]);
+        expect_exit(&r, 0);
+        res_free(&r);
+    }
+    for (int i = 0; export_files_linreg[i]; i++) {
+        size_t la, lb, lc;
+        char *a = slurp(tp("e1/%s", export_files_linreg[i]), &la), *b = slurp(tp("e1b/%s", export_files_linreg[i]), &lb),
+             *c = slurp(tp("e2/%s", export_files_linreg[i]), &lc);
+        if (!a || !b || !c) fail_msg("export did not write %s", export_files_linreg[i]);
+        if (memcmp(a, "\x93NUMPY", 6) != 0) fail_msg("%s does not start with the .npy magic", export_files_linreg[i]);
+        if (la != lb || memcmp(a, b, la) != 0) fail_msg("%s differs between two exports with seed 1", export_files_linreg[i]);
+        if (la == lc && memcmp(a, c, la) == 0) fail_msg("%s is the same for seeds 1 and 2", export_files_linreg[i]);
+        free(a);
+        free(b);
+        free(c);
+    }
+    cJSON *j = json_load_or_fail(tp("e1/workload.json"));
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(j, "config");
+    if (strcmp(json_str(cfg, "seed", "workload.json config"), "1") != 0) fail_msg("workload.json config.seed");
+    if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(j, "tensors"))) fail_msg("workload.json lacks tensors");
+    cJSON_Delete(j);
+}
+
+static void test_export_needs_out(void **state)
+{
+    (void)state;
+    struct res r;
+    RUN(&r, "export", "--workload", "linreg");
+    expect_usage(&r, "--out");
+    res_free(&r);
+    RUN(&r, "export", "--workload", "nope", "--out", tp("x"));
+    expect_usage(&r, "--workload", "nope", "linreg");
+    res_free(&r);
+}
+
+static const char py_check[] =
+    "import sys\n"
+    "import numpy as np\n"
+    "lin, ridge, quad, logr = sys.argv[1:5]\n"
+    "def ld(d, name, shape):\n"
+    "    a = np.load(d + '/' + name)\n"
+    "    if name.endswith('_y.npy') and a.ndim == 2 and a.shape[1] == 1:\n"
+    "        a = a[:, 0]\n"
+    "    if a.shape != shape:\n"
+    "        raise SystemExit('%s/%s: shape %s, expected %s' % (d, name, a.shape, shape))\n"
+    "    if a.dtype.kind != 'f':\n"
+    "        raise SystemExit('%s/%s: dtype %s, expected floats' % (d, name, a.dtype))\n"
+    "    if not np.all(np.isfinite(a)):\n"
+    "        raise SystemExit('%s/%s: not finite' % (d, name))\n"
+    "    return a.astype(np.float64)\n"
+    "def close(a, b, what, tol=1e-6):\n"
+    "    err = np.max(np.abs(a - b)) / (1.0 + np.max(np.abs(b)))\n"
+    "    if not err <= tol:\n"
+    "        raise SystemExit('%s: max relative difference %.3g > %g' % (what, err, tol))\n"
+    "# linreg --dim 7 --n-train 300 --n-eval 200 --l2 0: x_star is least squares (with a bias)\n"
+    "X = ld(lin, 'train_x.npy', (300, 7)); y = ld(lin, 'train_y.npy', (300,))\n"
+    "ld(lin, 'eval_x.npy', (200, 7)); ld(lin, 'eval_y.npy', (200,))\n"
+    "xs = ld(lin, 'x_star.npy', (8,))\n"
+    "A = np.hstack([X, np.ones((300, 1))])\n"
+    "close(np.linalg.lstsq(A, y, rcond=None)[0], xs, 'linreg x_star vs numpy lstsq')\n"
+    "# the same with --l2 0.1: ridge on mean((Aw - y)^2) + l2/2 |w|^2 (bias decayed too)\n"
+    "X = ld(ridge, 'train_x.npy', (300, 7)); y = ld(ridge, 'train_y.npy', (300,))\n"
+    "xs = ld(ridge, 'x_star.npy', (8,))\n"
+    "A = np.hstack([X, np.ones((300, 1))])\n"
+    "close(np.linalg.solve(2 / 300 * A.T @ A + 0.1 * np.eye(8), 2 / 300 * A.T @ y), xs, 'linreg --l2 0.1 x_star vs ridge')\n"
+    "# quadratic --dim 9: x_star solves A x = b\n"
+    "Q = ld(quad, 'A.npy', (9, 9)); b = ld(quad, 'b.npy', (9,)); xs = ld(quad, 'x_star.npy', (9,))\n"
+    "close(Q, Q.T, 'quadratic A symmetric', 0)\n"
+    "close(np.linalg.solve(Q, b), xs, 'quadratic x_star vs numpy solve')\n"
+    "# logreg --dim 6 --n-train 250 --n-eval 100 --l2 0.01: the gradient vanishes at x_star\n"
+    "X = ld(logr, 'train_x.npy', (250, 6)); y = ld(logr, 'train_y.npy', (250,))\n"
+    "ld(logr, 'eval_x.npy', (100, 6)); ld(logr, 'eval_y.npy', (100,))\n"
+    "xs = ld(logr, 'x_star.npy', (7,))\n"
+    "if not set(np.unique(y)) <= {0.0, 1.0}:\n"
+    "    raise SystemExit('logreg labels are not 0/1: %s' % np.unique(y)[:5])\n"
+    "p = 1 / (1 + np.exp(-(X @ xs[:-1] + xs[-1])))\n"
+    "g = np.concatenate([X.T @ (p - y), [np.sum(p - y)]]) / 250 + 0.01 * xs\n"
+    "if not np.max(np.abs(g)) < 1e-6:\n"
+    "    raise SystemExit('logreg: gradient %.3g at x_star' % np.max(np.abs(g)))\n"
+    "print('ok')\n";
+
+static void test_export_numpy(void **state)
+{
+    (void)state;
+    struct res r;
+    char *probe[] = {PYTHON3, "-c", "import numpy", NULL};
+    if (access(PYTHON3, X_OK) != 0 || run_prog(&r, PYTHON3, probe) != 0) {
+        print_message("# " PYTHON3 " not found: numpy check skipped\n");
+        skip();
+    }
+    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0) {
+        print_message("# numpy is not importable by " PYTHON3 ": %s\n", r.err);
+        res_free(&r);
+        skip();
+    }
+    res_free(&r);
+
+    const char *lin = tp("x-lin"), *ridge = tp("x-ridge"), *quad = tp("x-quad"), *logr = tp("x-log");
+    RUN(&r, "export", "--workload", "linreg", "--seed", "5", "--dim", "7", "--n-train", "300", "--n-eval", "200",
+        "--l2", "0", "--out", lin);
+    expect_exit(&r, 0);
+    res_free(&r);
+    RUN(&r, "export", "--workload", "linreg", "--seed", "5", "--dim", "7", "--n-train", "300", "--n-eval", "200",
+        "--l2", "0.1", "--out", ridge);
+    expect_exit(&r, 0);
+    res_free(&r);
+    RUN(&r, "export", "--workload", "quadratic", "--seed", "5", "--dim", "9", "--out", quad);
+    expect_exit(&r, 0);
+    res_free(&r);
+    RUN(&r, "export", "--workload", "logreg", "--seed", "5", "--dim", "6", "--n-train", "250", "--n-eval", "100",
+        "--l2", "0.01", "--out", logr);
+    expect_exit(&r, 0);
+    res_free(&r);
+
+    char *argv[] = {PYTHON3, "-c", (char *)py_check, (char *)lin, (char *)ridge, (char *)quad, (char *)logr, NULL};
+    if (run_prog(&r, PYTHON3, argv) != 0) fail_msg("cannot start " PYTHON3);
+    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0 || !strstr(r.out, "ok"))
+        fail_msg("the numpy check failed (exit %d):\n  stdout: %.1500s\n  stderr: %.1500s",
+                 WIFEXITED(r.status) ? WEXITSTATUS(r.status) : -1, r.out, r.err);
+    res_free(&r);
+}
+
+/* ---------------------------------------------------------------- tests: SIGKILL */
+
+static int count_lines(const char *path)
+{
+    size_t len;
+    char *t = slurp(path, &len);
+    if (!t) return 0;
+    int n = 0;
+    for (size_t i = 0; i < len; i++) n += t[i] == '\n';
+    free(t);
+    return n;
+}
+
+/* A run killed mid-way: curve.csv holds only complete rows (every line ends
+ * in a newline, has every field, steps one apart), meta.json is whole JSON,
+ * no summary.csv claims a finished run. Killed at a few different moments. */
+static void test_sigkill_leaves_complete_rows(void **state)
+{
+    (void)state;
+    const double delays[] = {0.0, 0.013, 0.047, 0.101};
+    for (int t = 0; t < 4; t++) {
+        const char *out = tp("kill%d", t), *curve = tp("kill%d/curve.csv", t);
+        char *argv[] = {(char *)descent_bin(), "run", "--workload", "linreg", "--steps", "2000000", "--eval-every", "1",
+                        "--out", (char *)out, NULL};
+        pid_t pid;
+        int rc = spawn_to(argv[0], argv, tp("kill%d.stdout", t), tp("kill%d.stderr", t), &pid);
+        if (rc != 0) fail_msg("cannot start %s: %s", argv[0], strerror(rc));
+        double t0 = now_s();
+        while (count_lines(curve) < 20) {
+            int status;
+            if (waitpid(pid, &status, WNOHANG) == pid)
+                fail_msg("the long run ended (wait status %#x) before it was killed", status);
+            if (now_s() - t0 > 20) {
+                kill(pid, SIGKILL);
+                waitpid(pid, &status, 0);
+                fail_msg("the long run wrote no 20 curve rows in 20 s");
+            }
+            sleep_s(0.002);
+        }
+        sleep_s(delays[t]);
+        kill(pid, SIGKILL);
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
+            fail_msg("the long run was not killed (wait status %#x)", status);
+
+        struct csv c;
+        csv_load_or_fail(curve, &c);
+        assert_true(c.nrows >= 19);
+        int ks = csv_col_or_fail(&c, "step");
+        for (int i = 0; i < c.nrows; i++) {
+            double step;
+            if (!is_number(csv_at(&c, i, ks), &step) || step != i)
+                fail_msg("%s row %d: step '%s', expected %d", curve, i + 1, csv_at(&c, i, ks), i);
+            if (strlen(csv_at(&c, i, 0)) != 16) fail_msg("%s row %d: run_id '%s'", curve, i + 1, csv_at(&c, i, 0));
+            for (int k = 1; k < c.ncols; k++) {
+                const char *f = csv_at(&c, i, k);
+                if (f[0] && !is_number(f, NULL)) fail_msg("%s row %d, %s: '%s' is not a number", curve, i + 1, c.cell[k], f);
+            }
+        }
+        csv_free(&c);
+        cJSON_Delete(json_load_or_fail(tp("kill%d/meta.json", t)));
+        if (file_exists(tp("kill%d/summary.csv", t)))
+            fail_msg("a killed run left a summary.csv in %s", out);
+    }
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
+    const struct CMUnitTest tests[] = {
+        T(test_list_and_help),
+        T(test_no_command),
+        T(test_unknown_command),
+        T(test_unknown_workload),
+        T(test_unknown_optimizer),
+        T(test_unknown_schedule),
+        T(test_unknown_init_scheme),
+        T(test_unknown_backend),
+        T(test_unknown_option),
+        T(test_lr_negative),
+        T(test_lr_nan),
+        T(test_lr_not_a_number),
+        T(test_lr_missing_value),
+        T(test_batch_zero),
+        T(test_batch_larger_than_data),
+        T(test_epochs_and_steps),
+        T(test_init_nonexistent),
+        T(test_init_unreadable),
+        T(test_init_directory),
+        T(test_init_garbage),
+        T(test_init_truncated),
+        T(test_init_wrong_shape),
+        T(test_init_missing_tensor),
+        T(test_init_extra_tensor),
+        T(test_init_wrong_dtype),
+        T(test_reproducible_quadratic),
+        T(test_reproducible_linreg),
+        T(test_reproducible_logreg),
+        T(test_divergence),
+        T(test_checkpoint_round_trips),
+        T(test_save_init_zeros),
+        T(test_meta_json),
+        T(test_curve_columns),
+        T(test_export_deterministic),
+        T(test_export_needs_out),
+        T(test_export_numpy),
+        T(test_sigkill_leaves_complete_rows),
+    };
+#undef T
+    return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
+}
