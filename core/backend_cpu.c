@@ -187,6 +187,13 @@ static double sum_partials(const double *part)
     return s;
 }
 
+static int64_t sum_hits(const int64_t *hits)
+{
+    int64_t h = 0;
+    for (int c = 0; c < DS_CPU_CHUNKS; c++) h += hits[c];
+    return h;
+}
+
 static double cpu_softmax_xent(struct ds_backend *be, int rows, int cols, const float *logits,
                                const int32_t *labels, float *dlogits, float grad_scale,
                                int64_t *correct)
@@ -224,11 +231,7 @@ static double cpu_softmax_xent(struct ds_backend *be, int rows, int cols, const 
         part[c] = loss;
         hits[c] = hit;
     }
-    if (correct) {
-        int64_t h = 0;
-        for (int c = 0; c < DS_CPU_CHUNKS; c++) h += hits[c];
-        *correct = h;
-    }
+    if (correct) *correct = sum_hits(hits);
     return sum_partials(part);
 }
 
@@ -258,11 +261,7 @@ static double cpu_bce_logits(struct ds_backend *be, size_t n, const float *logit
         part[c] = loss;
         hits[c] = hit;
     }
-    if (correct) {
-        int64_t h = 0;
-        for (int c = 0; c < DS_CPU_CHUNKS; c++) h += hits[c];
-        *correct = h;
-    }
+    if (correct) *correct = sum_hits(hits);
     return sum_partials(part);
 }
 
