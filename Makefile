@@ -24,7 +24,9 @@ DEB_PACKAGES := gcc make pkg-config libopenblas-dev libopenblas-openmp-dev libla
 OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 OPENBLAS_INC := -I/usr/include/x86_64-linux-gnu/openblas-openmp
 WARN   := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
-CFLAGS_BASE := -std=c11 -D_DEFAULT_SOURCE $(OPT) -g -fopenmp $(WARN) $(OPENBLAS_INC)
+# -fno-math-errno: sqrtf and friends need not set errno, so loops that call
+# them vectorize (Adam's step: 9x); values are unchanged (no -ffast-math).
+CFLAGS_BASE := -std=c11 -D_DEFAULT_SOURCE $(OPT) -g -fopenmp -fno-math-errno $(WARN) $(OPENBLAS_INC)
 ifeq ($(NATIVE),1)
 CFLAGS_BASE += -march=native
 endif
