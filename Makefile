@@ -15,7 +15,7 @@ CC := gcc
 endif
 
 # Debian packages the build and the tests need (installed when missing and root).
-DEB_PACKAGES := gcc make pkg-config libopenblas-dev libopenblas-openmp-dev liblapacke-dev libcjson-dev libcmocka-dev python3-numpy
+DEB_PACKAGES := gcc libc6-dev make pkg-config libopenblas-dev libopenblas-openmp-dev liblapacke-dev libcjson-dev libcmocka-dev python3-numpy
 
 # OpenBLAS built on OpenMP, pinned by rpath: its GEMM threads and our
 # element-wise threads are then one OpenMP pool taking turns, instead of two
