@@ -75,7 +75,12 @@ deps:
 	  fi; \
 	fi
 
-$(BUILD)/obj/%.o: %.c
+# Objects depend on the flags they were built with: changing OPT, NATIVE or
+# SANITIZE rebuilds them instead of silently linking stale objects.
+FLAGS_STAMP := $(BUILD)/.flags
+$(shell mkdir -p $(BUILD) && echo '$(CC) $(CFLAGS) $(LDLIBS)' | cmp -s - $(FLAGS_STAMP) || echo '$(CC) $(CFLAGS) $(LDLIBS)' > $(FLAGS_STAMP))
+
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
 	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
@@ -88,7 +93,7 @@ $(BUILD)/descent: $(BUILD)/obj/harness/main.o $(BUILD)/libdescent.a
 	@echo "LD $@"
 	@$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libdescent.a
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libdescent.a $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
 	@$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libdescent.a $(LDLIBS) -lcmocka
