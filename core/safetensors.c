@@ -80,7 +80,6 @@ ds_status ds_safetensors_load(const char *path, const struct ds_param_layout *la
     }
     size_t data_len = len - 8 - (size_t)hlen;
     const unsigned char *payload = u + 8 + hlen;
-    int found = 0;
     for (int i = 0; i < layout->n; i++) {
         const struct ds_param_tensor *t = &layout->tensors[i];
         char want[96], got[96];
@@ -90,7 +89,6 @@ ds_status ds_safetensors_load(const char *path, const struct ds_param_layout *la
             st = ds_err_set(err, DS_ERR_INPUT, "%s: has no tensor '%s' (the model needs %s %s)", path, t->name, t->name, want);
             goto done;
         }
-        found++;
         cJSON *dtype = cJSON_GetObjectItemCaseSensitive(e, "dtype");
         if (!cJSON_IsString(dtype) || strcmp(dtype->valuestring, "F32") != 0) {
             st = ds_err_set(err, DS_ERR_INPUT, "%s: tensor '%s' has dtype %s; only F32 is read", path, t->name, cJSON_IsString(dtype) ? dtype->valuestring : "(missing)");
@@ -134,7 +132,6 @@ ds_status ds_safetensors_load(const char *path, const struct ds_param_layout *la
             goto done;
         }
     }
-    (void)found;
     st = DS_OK;
 done:
     cJSON_Delete(root);
