@@ -88,8 +88,6 @@ struct ds_backend_ops {
     void (*optim_step)(struct ds_backend *be, const struct ds_optim_ops *opt,
                        const struct ds_optim_hyper *h, const struct ds_optim_scalars *s, size_t n,
                        float *p, const float *g, float *const *state);
-    void (*optim_init_state)(struct ds_backend *be, const struct ds_optim_ops *opt,
-                             const struct ds_optim_hyper *h, size_t n, float *const *state);
 
     void (*sync)(struct ds_backend *be); /* wait for queued work (timing) */
 };

@@ -351,13 +351,6 @@ static void cpu_optim_step(struct ds_backend *be, const struct ds_optim_ops *opt
     opt->step(h, s, n, p, g, state);
 }
 
-static void cpu_optim_init_state(struct ds_backend *be, const struct ds_optim_ops *opt,
-                                 const struct ds_optim_hyper *h, size_t n, float *const *state)
-{
-    (void)be;
-    if (opt->init_state) opt->init_state(h, n, state);
-}
-
 static void cpu_sync(struct ds_backend *be) { (void)be; }
 
 static const char *cpu_describe(struct ds_backend *be)
@@ -397,7 +390,6 @@ static const struct ds_backend_ops ds_cpu_ops = {
     .gather_rows = cpu_gather_rows,
     .gather_i32 = cpu_gather_i32,
     .optim_step = cpu_optim_step,
-    .optim_init_state = cpu_optim_init_state,
     .sync = cpu_sync,
 };
 

@@ -26,12 +26,16 @@ struct ds_comm_ops {
 struct ds_comm {
     const struct ds_comm_ops *ops;
     void *ctx;
+    struct ds_backend *be; /* where the buffers live (not owned) */
     int rank, size;
 };
 
-/* Creates the communicator named `name` ("local"). Unknown or unbuilt names
- * are errors listing the choices. */
-ds_status ds_comm_create(const char *name, struct ds_comm *out, struct ds_err *err);
+struct ds_backend;
+
+/* Creates the communicator named `name` ("local") over buffers of backend
+ * `be` (not owned). Unknown or unbuilt names are errors listing the choices. */
+ds_status ds_comm_create(const char *name, struct ds_backend *be, struct ds_comm *out,
+                         struct ds_err *err);
 void ds_comm_destroy(struct ds_comm *c);
 const char *ds_comm_list(void);
 

@@ -29,9 +29,9 @@
 enum ds_stream {
     DS_STREAM_INIT = 1,     /* parameter initialisation, index = flat parameter offset */
     DS_STREAM_SHUFFLE = 2,  /* per-epoch permutations */
-    DS_STREAM_DATA = 3,     /* synthetic data generation */
     DS_STREAM_NOISE = 4,    /* gradient noise of synthetic objectives */
     DS_STREAM_SPLIT = 5,    /* reserved: train/validation splits */
+    DS_STREAM_DATA = 64,    /* synthetic data: 64..127, one stream per (what, split) */
     DS_STREAM_DROPOUT = 256 /* + layer index */
 };
 

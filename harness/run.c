@@ -33,7 +33,7 @@ ds_status ds_session_open(struct ds_session *s, int argc, char **argv, struct ds
     st = ds_backend_create(c->backend, (int)c->threads, &s->be, err);
     if (st != DS_OK) return st;
     s->have_be = 1;
-    st = ds_comm_create("local", &s->comm, err);
+    st = ds_comm_create("local", &s->be, &s->comm, err);
     if (st != DS_OK) return st;
     s->have_comm = 1;
 

@@ -26,8 +26,11 @@ ds_status ds_trainer_init(struct ds_trainer *tr, struct ds_backend *be, struct d
         tr->state_buf = be->ops->alloc(be, (size_t)tr->n_slots * n * sizeof(float));
         if (!tr->state_buf)
             return ds_err_set(err, DS_ERR_NOMEM, "out of memory for %d optimizer state slots of %zu floats", tr->n_slots, n);
-        for (int s = 0; s < tr->n_slots; s++) tr->state[s] = tr->state_buf + (size_t)s * n;
-        be->ops->optim_init_state(be, opt, hyper, n, tr->state);
+        for (int s = 0; s < tr->n_slots; s++) {
+            tr->state[s] = tr->state_buf + (size_t)s * n;
+            float v = opt->initial_value ? opt->initial_value(hyper, s) : 0.0f;
+            if (v != 0.0f) be->ops->fill(be, tr->state[s], n, v); /* alloc gives zeros */
+        }
     }
     tr->ranges = DS_XCALLOC((size_t)task->layout->n, sizeof *tr->ranges);
     tr->n_ranges = ds_params_ranges(task->layout, decay_bias, tr->ranges);
@@ -50,9 +53,13 @@ void ds_trainer_step(struct ds_trainer *tr, const int32_t *idx, int n, struct ds
     memset(info, 0, sizeof *info);
     info->lr = ds_schedule_lr(&tr->sched, tr->t);
 
+    /* This rank's slice of the global batch: a row's place in the batch, and
+     * so its dropout mask, does not depend on the number of ranks. */
+    int64_t P = tr->comm->size, rank = tr->comm->rank;
+    int lo = (int)((int64_t)n * rank / P), hi = (int)((int64_t)n * (rank + 1) / P);
     double t0 = ds_now();
-    struct ds_pass pass = {.step = (uint64_t)tr->t, .row0 = 0, .rows_per_step = n, .train = 1};
-    double loss_sum = task->ops->loss_grad(task, idx, n, &pass, 1.0f / (float)n);
+    struct ds_pass pass = {.step = (uint64_t)tr->t, .row0 = lo, .rows_per_step = n, .train = 1};
+    double loss_sum = task->ops->loss_grad(task, idx + lo, hi - lo, &pass, 1.0f / (float)n);
     be->ops->sync(be);
     double t1 = ds_now();
     tr->comm->ops->allreduce_sum(tr->comm, task->grads, np);

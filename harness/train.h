@@ -2,8 +2,8 @@
  * train.h: one optimizer step of a task, and the data order.
  *
  * A step, in PyTorch's order:
- *   loss, g = task.loss_grad(batch)      (mean over the global batch)
- *   g = allreduce_sum(g)                  (communicator; identity for one process)
+ *   loss, g = task.loss_grad(this rank's slice of the batch, scale 1/global batch)
+ *   g = allreduce_sum(g)                  (the mean over the global batch; identity for one process)
  *   norm = ||g||_2 ; if clip: g *= min(1, clip / (norm + 1e-6))   (clip_grad_norm_)
  *   optimizer step over the flat buffer, range by range (biases may skip decay)
  * Everything the step needs is allocated by ds_trainer_init; a step allocates nothing.

@@ -24,9 +24,10 @@ static int adagrad_slots(const struct ds_optim_hyper *h)
     return 1;
 }
 
-static void adagrad_init(const struct ds_optim_hyper *h, size_t n, float *const *state)
+static float adagrad_initial(const struct ds_optim_hyper *h, int slot)
 {
-    for (size_t i = 0; i < n; i++) state[0][i] = h->initial_accumulator;
+    (void)slot;
+    return h->initial_accumulator;
 }
 
 static void adagrad_step_ref(const struct ds_optim_hyper *h, const struct ds_optim_scalars *s,
@@ -63,7 +64,7 @@ const struct ds_optim_ops ds_optim_adagrad = {
     .summary = "Adagrad; --lr-decay --eps --initial-accumulator (torch.optim.Adagrad)",
     .defaults = adagrad_defaults,
     .n_slots = adagrad_slots,
-    .init_state = adagrad_init,
+    .initial_value = adagrad_initial,
     .step_ref = adagrad_step_ref,
     .step = adagrad_step,
 };

@@ -52,8 +52,9 @@ struct ds_optim_ops {
     int full_batch;                                 /* gd: the batch is the whole training set */
     void (*defaults)(struct ds_optim_hyper *h);      /* PyTorch's defaults (lr: ours) */
     int (*n_slots)(const struct ds_optim_hyper *h);  /* state arrays, each n floats */
-    /* Fills the state at first use (zeros unless the optimizer says otherwise). */
-    void (*init_state)(const struct ds_optim_hyper *h, size_t n, float *const *state);
+    /* The value every element of state slot `slot` starts at (NULL: zero);
+     * one value per slot, so any backend can fill it where the state lives. */
+    float (*initial_value)(const struct ds_optim_hyper *h, int slot);
     ds_optim_step_fn step_ref;
     ds_optim_step_fn step;
 };

@@ -72,7 +72,6 @@ const struct ds_optim_ops ds_optim_sgd = {
     .full_batch = 0,
     .defaults = sgd_defaults,
     .n_slots = sgd_slots,
-    .init_state = NULL,
     .step_ref = sgd_step_ref,
     .step = sgd_step,
 };
@@ -83,7 +82,6 @@ const struct ds_optim_ops ds_optim_gd = {
     .full_batch = 1,
     .defaults = sgd_defaults,
     .n_slots = sgd_slots,
-    .init_state = NULL,
     .step_ref = sgd_step_ref,
     .step = sgd_step,
 };

@@ -47,7 +47,8 @@ static double compare(const struct variant *v, size_t n, int steps)
     float *s2 = calloc((size_t)(slots ? slots : 1) * n, sizeof *s2);
     float *st1[DS_OPTIM_MAX_SLOTS] = {0}, *st2[DS_OPTIM_MAX_SLOTS] = {0};
     for (int k = 0; k < slots; k++) st1[k] = s1 + (size_t)k * n, st2[k] = s2 + (size_t)k * n;
-    if (o->init_state) o->init_state(&h, n, st1), o->init_state(&h, n, st2);
+    for (int k = 0; k < slots && o->initial_value; k++)
+        for (size_t i = 0; i < n; i++) st1[k][i] = st2[k][i] = o->initial_value(&h, k);
     fill_normal(p1, n, 1, 0, 1.0f);
     memcpy(p2, p1, n * sizeof *p1);
     double worst = 0.0;

@@ -491,7 +491,7 @@ static void run_family_(const char *family, int expected)
     struct ds_backend be;
     struct ds_comm comm;
     if (ds_backend_create("cpu", 1, &be, &err) != DS_OK) fail_msg("cpu backend: %s", err.msg);
-    if (ds_comm_create("local", &comm, &err) != DS_OK) fail_msg("local comm: %s", err.msg);
+    if (ds_comm_create("local", &be, &comm, &err) != DS_OK) fail_msg("local comm: %s", err.msg);
     int failed = 0, i = 0;
     const cJSON *c;
     char first[128] = "";

@@ -44,7 +44,7 @@ static void open_task(struct fixture *f, const struct ds_workload *w, struct ds_
     struct ds_err err = {{0}};
     memset(f, 0, sizeof *f);
     assert_int_equal(ds_backend_create("cpu", 1, &f->be, &err), DS_OK);
-    assert_int_equal(ds_comm_create("local", &f->comm, &err), DS_OK);
+    assert_int_equal(ds_comm_create("local", &f->be, &f->comm, &err), DS_OK);
     if (w->create(a, &f->be, &f->task, &err) != DS_OK) fail_msg("%s", err.msg);
     assert_true(f->task.has_optimum);
 }

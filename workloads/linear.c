@@ -18,34 +18,34 @@
 
 enum { LINREG = 0, LOGREG = 1 };
 
-/* Fills split `split` of the data: rows r = 0..n-1 are numbered
- * row0 + r in the generator so train and eval never share a point. */
+/* Fills split `split` (0 train, 1 eval) of the data; row r of a split is
+ * the same point whatever the split's size. */
 static void gen_rows(int kind, const struct ds_workload_args *a, const double *w, double b,
                      int split, struct ds_dataset *d)
 {
     int dim = (int)a->dim;
-    uint64_t row0 = split ? DS_SYN_EVAL_ROW0 : 0;
     /* logreg draws up to 4096 candidates per row to meet the margin */
     const uint64_t tries = kind == LOGREG ? 4096 : 1;
+    const uint32_t sx = ds_syn_stream(DS_SYN_X, split);
     for (int64_t r = 0; r < d->n; r++) {
-        uint64_t row = row0 + (uint64_t)r;
         float *x = d->x + (size_t)r * dim;
         double z = 0.0;
         for (uint64_t t = 0; t < tries; t++) {
             z = 0.0;
             for (int j = 0; j < dim; j++) {
-                uint64_t k = (row * tries + t) * (uint64_t)dim + (uint64_t)j;
-                x[j] = (float)ds_rng_normal(a->seed, DS_STREAM_DATA, ds_syn_index(DS_SYN_X, k));
+                /* < 2^30 rows x 2^12 tries x 2^17 dims: fits in 64 bits */
+                uint64_t k = ((uint64_t)r * tries + t) * (uint64_t)dim + (uint64_t)j;
+                x[j] = (float)ds_rng_normal(a->seed, sx, k);
                 z += (double)x[j] * w[j];
             }
             if (kind == LINREG || fabs(z) >= a->margin) break;
         }
         if (kind == LINREG) {
-            double eps = ds_rng_normal(a->seed, DS_STREAM_DATA, ds_syn_index(DS_SYN_NOISE, row));
+            double eps = ds_rng_normal(a->seed, ds_syn_stream(DS_SYN_NOISE, split), (uint64_t)r);
             d->y[r] = (float)(z + b + a->noise * eps);
         } else {
             int label = z > 0.0;
-            if (ds_rng_uniform(a->seed, DS_STREAM_DATA, ds_syn_index(DS_SYN_FLIP, row)) < a->label_noise)
+            if (ds_rng_uniform(a->seed, ds_syn_stream(DS_SYN_FLIP, split), (uint64_t)r) < a->label_noise)
                 label = !label;
             d->y[r] = (float)label;
         }
@@ -69,12 +69,12 @@ static ds_status linear_create(int kind, const struct ds_workload_args *a, struc
     double *w = DS_XCALLOC((size_t)dim, sizeof *w);
     double norm = 0.0;
     for (int j = 0; j < dim; j++) {
-        w[j] = ds_rng_normal(a->seed, DS_STREAM_DATA, ds_syn_index(DS_SYN_TRUTH, (uint64_t)j));
+        w[j] = ds_rng_normal(a->seed, ds_syn_stream(DS_SYN_TRUTH, 0), (uint64_t)j);
         norm += w[j] * w[j];
     }
     if (kind == LOGREG)
         for (int j = 0; j < dim; j++) w[j] /= sqrt(norm);
-    double b = kind == LINREG ? ds_rng_normal(a->seed, DS_STREAM_DATA, ds_syn_index(DS_SYN_TRUTH, (uint64_t)dim)) : 0.0;
+    double b = kind == LINREG ? ds_rng_normal(a->seed, ds_syn_stream(DS_SYN_TRUTH, 0), (uint64_t)dim) : 0.0;
 
     struct ds_dataset train, eval;
     ds_status st = ds_dataset_alloc(&train, a->n_train, dim, 1, 0, err);
@@ -89,9 +89,12 @@ static ds_status linear_create(int kind, const struct ds_workload_args *a, struc
     free(w);
 
     /* Optimum before the datasets move into the task. */
+    /* The optimum needs (dim+1)^2 doubles and O(n dim^2) work per Newton
+     * step: above DS_SYN_OPTIMUM_MAX_DIM it is not computed (and the run
+     * reports no suboptimality). */
     double *theta = DS_XCALLOC((size_t)dim + 1, sizeof *theta);
     double f_star = 0.0, mu = 0.0, L = 0.0;
-    int found = a->optimum_known &&
+    int found = a->optimum_known && dim <= DS_SYN_OPTIMUM_MAX_DIM &&
                 ds_syn_linear_optimum(kind, train.n, dim, train.x, train.y, a->l2, a->decay_bias,
                                       theta, &f_star, &mu, &L) == 0;
 
@@ -122,14 +125,15 @@ static ds_status linear_create(int kind, const struct ds_workload_args *a, struc
     } else {
         free(theta);
     }
+    const char *note = dim > DS_SYN_OPTIMUM_MAX_DIM ? "; optimum not computed above dim " DS_SYN_OPTIMUM_MAX_DIM_TEXT : "";
     if (kind == LINREG)
         snprintf(t->description, sizeof t->description,
-                 "linreg: dim %d, %lld train / %lld eval samples, label noise std %g", dim,
-                 (long long)a->n_train, (long long)a->n_eval, a->noise);
+                 "linreg: dim %d, %lld train / %lld eval samples, label noise std %g%s", dim,
+                 (long long)a->n_train, (long long)a->n_eval, a->noise, note);
     else
         snprintf(t->description, sizeof t->description,
-                 "logreg: dim %d, %lld train / %lld eval samples, margin %g, %g of labels flipped",
-                 dim, (long long)a->n_train, (long long)a->n_eval, a->margin, a->label_noise);
+                 "logreg: dim %d, %lld train / %lld eval samples, margin %g, %g of labels flipped%s",
+                 dim, (long long)a->n_train, (long long)a->n_eval, a->margin, a->label_noise, note);
     return DS_OK;
 }
 

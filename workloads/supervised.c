@@ -69,6 +69,7 @@ static double sup_loss_grad(struct ds_task *t, const int32_t *idx, int n,
     const struct ds_dataset *d = &s->data[0];
     int mb = s->model.max_batch, out = s->model.out;
     double total = 0.0;
+    if (n == 0) be->ops->fill(be, t->grads, t->layout->total, 0.0f);
     for (int r0 = 0; r0 < n; r0 += mb) {
         int rows = n - r0 < mb ? n - r0 : mb;
         be->ops->gather_rows(be, rows, (size_t)d->dim, s->dx[0], idx + r0, s->xb);

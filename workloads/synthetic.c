@@ -119,18 +119,24 @@ int ds_syn_linear_optimum(int kind, int64_t n, int d, const float *X, const floa
     double *step = DS_XCALLOC((size_t)p, sizeof *step);
     double *trial = DS_XCALLOC((size_t)p, sizeof *trial);
     memset(theta, 0, (size_t)p * sizeof *theta);
-    /* Least squares is quadratic: one Newton step from 0 is exact; a second
-     * one refines the rounding of the first. Logistic needs a few dozen. */
-    int max_iter = kind == 0 ? 3 : 100;
+    /* Least squares is quadratic: one Newton step from 0 is exact, and the
+     * next one finds the decrement at rounding level. Logistic needs a few
+     * dozen at most. */
+    int max_iter = kind == 0 ? 4 : 100;
     double f = ds_syn_linear_objective(kind, n, d, X, y, theta, l2, decay_bias);
     for (int it = 0; it < max_iter; it++) {
         grad_hess(kind, n, d, X, y, theta, l2, decay_bias, g, H);
         memcpy(Hc, H, (size_t)p * p * sizeof *H);
         memcpy(step, g, (size_t)p * sizeof *g);
         if (ds_syn_spd_solve(p, Hc, step) != 0) break;
+        /* The Newton decrement g^T H^-1 g estimates 2 (f - f*). Once it is
+         * at the rounding level of f, one more full step (quadratic
+         * convergence) lands on the optimum to double precision; a line
+         * search cannot tell points apart any more, so none is done. */
         double decrement = 0.0;
         for (int j = 0; j < p; j++) decrement += g[j] * step[j];
-        if (decrement < 1e-26) {
+        if (decrement <= 1e-12 * fmax(1.0, fabs(f))) {
+            for (int j = 0; j < p; j++) theta[j] -= step[j];
             found = 1;
             break;
         }
@@ -145,7 +151,6 @@ int ds_syn_linear_optimum(int kind, int64_t n, int d, const float *X, const floa
         double norm = 0.0;
         for (int j = 0; j < p; j++) norm += theta[j] * theta[j];
         if (!(norm < 1e12)) break; /* separable data: the optimum is at infinity */
-        if (kind == 0 && it == max_iter - 1) found = 1;
     }
     if (found) {
         grad_hess(kind, n, d, X, y, theta, l2, decay_bias, g, H);

@@ -7,17 +7,21 @@
 #define DS_SYNTHETIC_H
 
 #include "../core/ds.h"
+#include "../core/philox.h"
 
-/* Index space of DS_STREAM_DATA: what a number is for, in the top byte. */
+/* What a synthetic number is for. Each (kind, split) pair draws from its own
+ * Philox stream, so no two purposes or splits can ever share a random number,
+ * whatever the sizes; within a stream the index is the element's position. */
 enum ds_syn_kind { DS_SYN_X = 0, DS_SYN_NOISE = 1, DS_SYN_TRUTH = 2, DS_SYN_FLIP = 3, DS_SYN_MATRIX = 4 };
-/* Eval rows are numbered from this offset, so the eval set does not move
- * when the training set grows. */
-#define DS_SYN_EVAL_ROW0 ((uint64_t)1 << 40)
 
-static inline uint64_t ds_syn_index(enum ds_syn_kind kind, uint64_t i)
+static inline uint32_t ds_syn_stream(enum ds_syn_kind kind, int split)
 {
-    return ((uint64_t)kind << 56) | (i & (((uint64_t)1 << 56) - 1));
+    return (uint32_t)DS_STREAM_DATA + 2u * (uint32_t)kind + (split ? 1u : 0u);
 }
+
+/* Largest dimension whose linear-model optimum is computed. */
+#define DS_SYN_OPTIMUM_MAX_DIM 2048
+#define DS_SYN_OPTIMUM_MAX_DIM_TEXT "2048"
 
 /* Solves the SPD system H x = g (n x n, row-major, H overwritten).
  * Returns 0 on success, nonzero if H is not positive definite. */

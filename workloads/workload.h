@@ -37,8 +37,9 @@ struct ds_task;
 
 struct ds_task_ops {
     /* Loss and gradient over training rows idx[0..n) (host indices): writes
-     * the gradient, scaled by grad_scale, into task->grads and returns the SUM
-     * of the per-sample losses. */
+     * grad_scale times the SUM over the rows of the per-sample gradients into
+     * task->grads (zeros when n is 0, as for a rank with no rows) and returns
+     * the SUM of the per-sample losses. */
     double (*loss_grad)(struct ds_task *t, const int32_t *idx, int n, const struct ds_pass *pass,
                         float grad_scale);
     /* Mean loss and the metric over a whole split (0 train, 1 eval). */
