@@ -274,8 +274,10 @@ double ds_loss_eval(struct ds_backend *be, enum ds_loss_kind kind, int rows, int
     switch (kind) {
     case DS_LOSS_XENT:
         return be->ops->softmax_xent(be, rows, cols, out, targets, dout, grad_scale, correct);
-    case DS_LOSS_BCE:
-        return be->ops->bce_logits(be, (size_t)rows * cols, out, targets, dout, grad_scale, correct);
+    case DS_LOSS_BCE: /* per-sample loss: the mean over its cols, as BCEWithLogitsLoss */
+        return be->ops->bce_logits(be, (size_t)rows * cols, out, targets, dout,
+                                   grad_scale / (float)cols, correct) /
+               (double)cols;
     case DS_LOSS_MSE:
         if (correct) *correct = 0;
         return be->ops->sq_error(be, (size_t)rows * cols, out, targets, dout,

@@ -116,9 +116,9 @@ enum ds_loss_kind {
     DS_LOSS_COUNT
 };
 
-/* targets: int32 labels for XENT, floats [rows, cols] otherwise. For MSE the
- * per-sample loss is the mean over its cols, as nn.MSELoss averages over all
- * elements. dout (may be NULL) receives grad_scale * d(sum)/d(out). */
+/* targets: int32 labels for XENT, floats [rows, cols] otherwise. For BCE and
+ * MSE the per-sample loss is the mean over its cols, as torch's losses average
+ * over all elements. dout (may be NULL) receives grad_scale * d(sum)/d(out). */
 double ds_loss_eval(struct ds_backend *be, enum ds_loss_kind kind, int rows, int cols,
                     const float *out, const void *targets, float *dout, float grad_scale,
                     int64_t *correct);

@@ -69,6 +69,13 @@ void ds_csv_num(struct ds_csv_line *l, double x)
     put(l, b, (size_t)n);
 }
 
+void ds_csv_nonfinite(struct ds_csv_line *l, double x)
+{
+    if (isnan(x)) ds_csv_str(l, "nan");
+    else if (isinf(x)) ds_csv_str(l, x > 0 ? "inf" : "-inf");
+    else ds_csv_num(l, x);
+}
+
 void ds_csv_int(struct ds_csv_line *l, long long x)
 {
     char b[32];

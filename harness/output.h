@@ -20,6 +20,7 @@ void ds_csv_begin(struct ds_csv_line *l);
 void ds_csv_str(struct ds_csv_line *l, const char *s); /* quoted when needed */
 void ds_csv_num(struct ds_csv_line *l, double x);      /* %.10g; NaN as empty */
 void ds_csv_int(struct ds_csv_line *l, long long x);
+void ds_csv_nonfinite(struct ds_csv_line *l, double x); /* as ds_csv_num, but nan/inf spelled out */
 void ds_csv_end(struct ds_csv_line *l);                /* adds the newline */
 
 extern const char *const ds_curve_columns[];

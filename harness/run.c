@@ -170,7 +170,7 @@ static const char *const ds_summary_results[] = {
     "steps_to_target", "time_to_target_s", "samples_per_s", "step_ms_median", "compute_ms",
     "comm_ms", "optimizer_ms", "peak_rss_mb", "status",
     /* extra columns */
-    "metric", "n_params", "steps_done", "epochs_done", "train_s", "eval_s", "optimum_loss",
+    "metric", "n_params", "steps_planned", "steps_done", "epochs_done", "train_s", "eval_s", "optimum_loss",
     "final_suboptimality", "final_dist_to_opt"};
 
 int ds_cmd_run(int argc, char **argv)
@@ -192,7 +192,6 @@ int ds_cmd_run(int argc, char **argv)
     int have_tr = 0, have_smp = 0, curve_fd = -1;
     double *step_times = NULL;
     char dir[DS_CFG_STR + 64], path[DS_CFG_STR + 128], run_id[17];
-    ds_config_run_id(c, run_id);
 
     /* Parameters: from --init, or the initialiser. */
     if (c->init[0]) {
@@ -227,9 +226,12 @@ int ds_cmd_run(int argc, char **argv)
         sched.warmup = total / 20 > 0 ? total / 20 : 1;
     if (sched.warmup >= total)
         fprintf(stderr, "descent: warning: --warmup %ld covers the whole run of %ld steps\n", sched.warmup, total);
+    /* Resolved schedule lengths go back into the config (replaying it gives
+     * the same run); --epochs/--steps stay as given (one of them), the total
+     * is recorded as steps_planned. The run_id is of this resolved config. */
     c->warmup = sched.warmup;
     c->step_size = sched.step_size;
-    if (c->steps == 0) c->steps = total;
+    ds_config_run_id(c, run_id);
 
     struct ds_optim_hyper h;
     s.opt->defaults(&h);
@@ -287,6 +289,7 @@ int ds_cmd_run(int argc, char **argv)
     cJSON_AddStringToObject(wj, "metric", task->metric);
     cJSON_AddBoolToObject(wj, "metric_higher_is_better", task->metric_higher_better);
     cJSON_AddNumberToObject(wj, "steps_per_epoch", (double)spe);
+    cJSON_AddNumberToObject(wj, "steps_planned", (double)total);
     if (task->has_optimum) cJSON_AddNumberToObject(wj, "optimum_loss", task->f_star);
     if (task->L > 0) {
         cJSON_AddNumberToObject(wj, "mu", task->mu);
@@ -349,7 +352,7 @@ int ds_cmd_run(int argc, char **argv)
                 te = ds_now();
                 evaluate_point(&s, &tr, host, 0, &ep);
                 eval_s += ds_now() - te;
-                ep.train_loss = interval_loss / (double)interval_steps;
+                ep.train_loss = interval_loss / (double)interval_samples;
             }
             int reached = task->metric_higher_better ? ep.eval_metric >= c->target : ep.eval_metric <= c->target;
             if (!isnan(c->target) && reached && steps_to_target < 0) {
@@ -394,9 +397,9 @@ int ds_cmd_run(int argc, char **argv)
             ds_csv_int(&line, samples + n);
             ds_csv_num(&line, train_s + dt);
             ds_csv_num(&line, info.lr);
-            ds_csv_str(&line, isnan(info.loss) ? "nan" : info.loss > 0 ? "inf" : "-inf");
+            ds_csv_nonfinite(&line, info.loss);
             for (int k = 0; k < 2; k++) ds_csv_num(&line, NAN);
-            ds_csv_str(&line, isnan(info.grad_norm) ? "nan" : "inf");
+            ds_csv_nonfinite(&line, info.grad_norm);
             for (int k = 0; k < 3; k++) ds_csv_num(&line, NAN);
             ds_csv_end(&line);
             ds_file_append_line(curve_fd, line.buf, line.len, path, &err);
@@ -412,7 +415,7 @@ int ds_cmd_run(int argc, char **argv)
         opt_s += info.optimizer_s;
         samples += n;
         interval_samples += n;
-        interval_loss += info.loss;
+        interval_loss += info.loss * (double)n; /* a short last batch weighs less */
         interval_norm += info.grad_norm;
         interval_steps++;
     }
@@ -462,6 +465,7 @@ int ds_cmd_run(int argc, char **argv)
     ds_csv_str(&row, status);
     ds_csv_str(&row, task->metric);
     ds_csv_int(&row, (long long)np);
+    ds_csv_int(&row, total);
     ds_csv_int(&row, done);
     ds_csv_num(&row, (double)samples / (double)task->n_train);
     ds_csv_num(&row, train_s);

@@ -954,7 +954,7 @@ static void test_divergence(void **state)
         fail_msg("summary.csv status is '%s', expected diverged", csv_get(&s, 0, "status"));
     double done = 0, planned = 0;
     assert_true(is_number(csv_get(&s, 0, "steps_done"), &done));
-    assert_true(is_number(csv_get(&s, 0, "steps"), &planned));
+    assert_true(is_number(csv_get(&s, 0, "steps_planned"), &planned));
     if (!(done < planned)) fail_msg("steps_done %g, of %g planned: the run did not stop early", done, planned);
 
     csv_load_or_fail(tp("div/curve.csv"), &c);
@@ -1165,9 +1165,13 @@ static void test_meta_json(void **state)
     const cJSON *w = cJSON_GetObjectItemCaseSensitive(m, "workload");
     const cJSON *spe = cJSON_GetObjectItemCaseSensitive(w, "steps_per_epoch");
     assert_true(cJSON_IsNumber(spe));
-    assert_true(is_number(json_str(cfg, "steps", "config"), &x));
-    if (x != 2 * spe->valuedouble)
-        fail_msg("meta.json config.steps %g, expected 2 epochs x %g steps", x, spe->valuedouble);
+    const cJSON *planned = cJSON_GetObjectItemCaseSensitive(w, "steps_planned");
+    assert_true(cJSON_IsNumber(planned));
+    if (planned->valuedouble != 2 * spe->valuedouble)
+        fail_msg("meta.json workload.steps_planned %g, expected 2 epochs x %g steps", planned->valuedouble, spe->valuedouble);
+    /* the recorded config replays: --epochs given, --steps left unset */
+    if (strcmp(json_str(cfg, "steps", "config"), "0") != 0 || strcmp(json_str(cfg, "epochs", "config"), "2") != 0)
+        fail_msg("meta.json config has steps '%s', epochs '%s': expected 0 and 2", json_str(cfg, "steps", "config"), json_str(cfg, "epochs", "config"));
 
     /* the same config as summary.csv, key by key; the same run_id as curve.csv */
     struct csv s, c;

@@ -88,7 +88,10 @@ ds_status ds_npy_read(const char *path, char descr[8], int *ndim, int64_t shape[
             return ds_err_set(err, DS_ERR_INPUT, "%s: unsupported shape", path);
         }
         shape[(*ndim)++] = v;
-        count *= (size_t)v;
+        if (__builtin_mul_overflow(count, (size_t)v, &count) || count > len) {
+            free(raw);
+            return ds_err_set(err, DS_ERR_INPUT, "%s: shape larger than the file", path);
+        }
         p = end;
         while (*p == ',' || *p == ' ') p++;
     }
