@@ -41,6 +41,5 @@ ds_status ds_supervised_create(struct ds_backend *be, const struct ds_supervised
 
 /* The model inside a supervised task (for tests and checkpoints). */
 struct ds_model *ds_supervised_model(struct ds_task *t);
-const struct ds_dataset *ds_supervised_data(struct ds_task *t, int split);
 
 #endif

@@ -14,7 +14,8 @@
 
 struct ds_sup {
     struct ds_model model;
-    struct ds_dataset data[2];  /* host: train, eval */
+    struct ds_dataset data[2];  /* train, eval: shapes only once uploaded (the host
+                                   arrays are freed: the backend copy is the data) */
     float *dx[2];               /* backend copies of x */
     float *dy[2];               /* backend copies of float targets, or NULL */
     int32_t *dl[2];             /* backend copies of labels, or NULL */
@@ -56,10 +57,6 @@ void ds_dataset_free(struct ds_dataset *d)
 static struct ds_sup *sup_of(struct ds_task *t) { return t->ctx; }
 
 struct ds_model *ds_supervised_model(struct ds_task *t) { return &sup_of(t)->model; }
-const struct ds_dataset *ds_supervised_data(struct ds_task *t, int split)
-{
-    return &sup_of(t)->data[split ? 1 : 0];
-}
 
 static double sup_loss_grad(struct ds_task *t, const int32_t *idx, int n,
                             const struct ds_pass *pass, float grad_scale)
@@ -123,34 +120,47 @@ static void sup_init_params(struct ds_task *t, enum ds_init_scheme scheme, uint6
     ds_model_init_params(&sup_of(t)->model, scheme, seed);
 }
 
-static ds_status write_split(struct ds_sup *s, int split, const char *dir, struct ds_err *err)
+/* Writes one split as .npy, read back from the backend copy. */
+static ds_status write_split(struct ds_task *t, int split, const char *dir, struct ds_err *err)
 {
+    struct ds_sup *s = sup_of(t);
     const struct ds_dataset *d = &s->data[split];
     const char *tag = split ? "eval" : "train";
     char path[4200];
+    size_t nx = (size_t)d->n * d->dim, ny = (size_t)d->n * (d->target_cols ? d->target_cols : 1);
+    float *x = malloc(nx * sizeof *x + 1), *y = malloc(ny * sizeof *y + 1);
+    int32_t *l = malloc((size_t)d->n * sizeof *l + 1);
+    int64_t *l64 = malloc((size_t)d->n * sizeof *l64 + 1);
+    ds_status st = DS_OK;
+    if (!x || !y || !l || !l64) {
+        st = ds_err_set(err, DS_ERR_NOMEM, "%s: out of memory exporting the %s split", dir, tag);
+        goto done;
+    }
+    t->be->ops->download(t->be, x, s->dx[split], nx * sizeof *x);
     int64_t shape[2] = {d->n, d->dim};
     snprintf(path, sizeof path, "%s/%s_x.npy", dir, tag);
-    ds_status st = ds_npy_write(path, "<f4", 2, shape, d->x, err);
-    if (st != DS_OK) return st;
+    st = ds_npy_write(path, "<f4", 2, shape, x, err);
+    if (st != DS_OK) goto done;
     snprintf(path, sizeof path, "%s/%s_y.npy", dir, tag);
-    if (d->labels) {
+    if (s->dl[split]) {
         /* int64, as torch's cross-entropy wants class indices */
-        int64_t *l = malloc((size_t)d->n * sizeof *l + 1);
-        if (!l) return ds_err_set(err, DS_ERR_NOMEM, "%s: out of memory", path);
-        for (int64_t i = 0; i < d->n; i++) l[i] = d->labels[i];
-        st = ds_npy_write(path, "<i8", 1, shape, l, err);
-        free(l);
-        return st;
+        t->be->ops->download(t->be, l, s->dl[split], (size_t)d->n * sizeof *l);
+        for (int64_t i = 0; i < d->n; i++) l64[i] = l[i];
+        st = ds_npy_write(path, "<i8", 1, shape, l64, err);
+    } else {
+        t->be->ops->download(t->be, y, s->dy[split], ny * sizeof *y);
+        int64_t yshape[2] = {d->n, d->target_cols};
+        st = ds_npy_write(path, "<f4", 2, yshape, y, err);
     }
-    int64_t yshape[2] = {d->n, d->target_cols};
-    return ds_npy_write(path, "<f4", 2, yshape, d->y, err);
+done:
+    free(x), free(y), free(l), free(l64);
+    return st;
 }
 
 static ds_status sup_export(struct ds_task *t, const char *dir, struct ds_err *err)
 {
-    struct ds_sup *s = sup_of(t);
-    ds_status st = write_split(s, 0, dir, err);
-    if (st == DS_OK) st = write_split(s, 1, dir, err);
+    ds_status st = write_split(t, 0, dir, err);
+    if (st == DS_OK) st = write_split(t, 1, dir, err);
     return st;
 }
 
@@ -230,6 +240,10 @@ ds_status ds_supervised_create(struct ds_backend *be, const struct ds_supervised
             st = ds_err_set(err, DS_ERR_NOMEM, "out of backend memory for the dataset");
             goto fail;
         }
+        /* the backend copy is now the data: keep one copy, not two */
+        free(s->data[i].x), free(s->data[i].y), free(s->data[i].labels);
+        s->data[i].x = s->data[i].y = NULL;
+        s->data[i].labels = NULL;
     }
     s->xb = be->ops->alloc(be, (size_t)mb * d->dim * sizeof(float));
     s->yb = be->ops->alloc(be, (size_t)mb * (d->target_cols ? d->target_cols : 1) * sizeof(float));
