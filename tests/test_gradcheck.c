@@ -836,7 +836,6 @@ static void sup_make(enum ds_loss_kind loss, int dim, int hidden, int out, int m
         .loss = loss,
         .metric = loss == DS_LOSS_MSE ? "mse" : "accuracy",
         .metric_higher_better = loss != DS_LOSS_MSE,
-        .default_init = DS_INIT_DEFAULT,
         .max_batch = max_batch,
         .seed = 555,
     };

@@ -385,7 +385,6 @@ static int run_case_(struct ds_backend *be, struct ds_comm *comm, const struct p
         .loss = DS_LOSS_XENT,
         .metric = "accuracy",
         .metric_higher_better = 1,
-        .default_init = DS_INIT_DEFAULT,
         .max_batch = f->n_train,
         .seed = 1,
     };

@@ -29,7 +29,6 @@ struct ds_supervised_spec {
     enum ds_loss_kind loss;
     const char *metric;           /* "accuracy" or "mse" */
     int metric_higher_better;
-    enum ds_init_scheme default_init;
     int max_batch;                /* rows per forward pass (larger batches are split) */
     uint64_t seed;                /* dropout masks */
 };

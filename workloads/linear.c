@@ -105,7 +105,6 @@ static ds_status linear_create(int kind, const struct ds_workload_args *a, struc
         .loss = kind == LINREG ? DS_LOSS_MSE : DS_LOSS_BCE,
         .metric = kind == LINREG ? "mse" : "accuracy",
         .metric_higher_better = kind == LOGREG,
-        .default_init = DS_INIT_DEFAULT,
         .max_batch = a->max_batch,
         .seed = a->seed,
     };

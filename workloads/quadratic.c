@@ -176,7 +176,6 @@ static ds_status quad_create(const struct ds_workload_args *a, struct ds_backend
     t->n_eval = 1;
     t->metric = "suboptimality";
     t->metric_higher_better = 0;
-    t->default_init = DS_INIT_ZEROS;
     snprintf(t->description, sizeof t->description,
              "quadratic: dim %d, kappa %g, %s eigenbasis, gradient noise %g", n, a->kappa,
              a->rotate ? "random" : "axis-aligned", q->noise);

@@ -260,7 +260,6 @@ ds_status ds_supervised_create(struct ds_backend *be, const struct ds_supervised
     out->n_eval = s->data[1].n;
     out->metric = spec->metric;
     out->metric_higher_better = spec->metric_higher_better;
-    out->default_init = spec->default_init;
     return DS_OK;
 fail:
     sup_destroy(out);

@@ -59,7 +59,6 @@ struct ds_task {
     int64_t n_train, n_eval;         /* samples (1 for an analytic objective) */
     const char *metric;              /* e.g. "accuracy", "mse", "suboptimality" */
     int metric_higher_better;
-    enum ds_init_scheme default_init;
     /* Known optimum (has_optimum = 0 when unknown). */
     int has_optimum;
     double f_star;                   /* objective at the optimum, penalty included */
