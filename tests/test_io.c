@@ -16,16 +16,13 @@ static char dir[256];
 static int setup(void **s)
 {
     (void)s;
-    snprintf(dir, sizeof dir, "/tmp/descent-io-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return tu_tmpdir_make(dir, sizeof dir, "io");
 }
 
 static int teardown(void **s)
 {
     (void)s;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd);
+    return tu_tmpdir_remove(dir);
 }
 
 static void layout_mlp(struct ds_param_layout *l, int in, int hidden)

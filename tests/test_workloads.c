@@ -17,16 +17,13 @@ static char dir[64];
 static int setup(void **s)
 {
     (void)s;
-    snprintf(dir, sizeof dir, "/tmp/descent-wl-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return tu_tmpdir_make(dir, sizeof dir, "wl");
 }
 
 static int teardown(void **s)
 {
     (void)s;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd);
+    return tu_tmpdir_remove(dir);
 }
 
 static void make_task(const struct ds_workload *w, long dim, uint64_t seed, struct ds_backend *be,

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 /* Fails with both values and the tolerance when |a - b| > tol. */
@@ -43,6 +44,20 @@ static inline double tu_rel_err_f(const float *x, const float *y, size_t n)
         den += (double)y[i] * (double)y[i];
     }
     return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* A fresh folder /tmp/descent-<tag>-XXXXXX in buf (0 on success), and its removal. */
+static inline int tu_tmpdir_make(char *buf, size_t len, const char *tag)
+{
+    snprintf(buf, len, "/tmp/descent-%s-XXXXXX", tag);
+    return mkdtemp(buf) ? 0 : -1;
+}
+
+static inline int tu_tmpdir_remove(const char *dir)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
 }
 
 /* The source tree root: tests run from it (make test), or DESCENT_ROOT. */
