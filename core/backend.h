@@ -26,6 +26,17 @@ enum ds_act {
 
 struct ds_backend;
 
+/* A 2-D window over a batch of [batch, c, h, w] images (NCHW, PyTorch's
+ * layout): k x k windows at `stride`, `pad` zeros on each side, giving
+ * [oh, ow] positions per plane. Used by convolutions and pooling. */
+struct ds_window {
+    int batch, c, h, w;
+    int k, stride, pad;
+    int oh, ow;
+};
+
+enum ds_pool_kind { DS_POOL_MAX, DS_POOL_AVG };
+
 struct ds_backend_ops {
     const char *name;
     void (*destroy)(struct ds_backend *be);
@@ -59,6 +70,49 @@ struct ds_backend_ops {
     void (*dropout)(struct ds_backend *be, size_t n, float p, uint64_t seed, uint32_t stream,
                     uint64_t offset, const float *x, float *y);
 
+    /* Conv2d forward and backward over a batch, the way the backend does it
+     * best (CPU: chunks of samples small enough that their unrolled columns
+     * stay in the core's cache, one GEMM per chunk on each thread).
+     * W [out_c, c, k, k], bias [out_c]; x [batch, c, h, w]; y and pre
+     * [batch, out_c, oh, ow]. y = act(conv(x, W) + bias); pre (may be NULL)
+     * receives the pre-activation (GELU's backward needs it).
+     * ws: conv_workspace(g with the largest batch) floats of backend memory. */
+    size_t (*conv_workspace)(struct ds_backend *be, const struct ds_window *g, int out_c);
+    void (*conv_forward)(struct ds_backend *be, const struct ds_window *g, int out_c,
+                         const float *x, const float *W, const float *bias, enum ds_act act,
+                         float *y, float *pre, float *ws);
+    /* From dy = dL/dy: dW and db (+)= their gradients, dx (may be NULL) = dL/dx.
+     * Deterministic: partial sums per chunk are added in chunk order, and the
+     * chunks do not depend on the thread count. */
+    void (*conv_backward)(struct ds_backend *be, const struct ds_window *g, int out_c,
+                          enum ds_act act, const float *x, const float *W, const float *y,
+                          const float *pre, const float *dy, float *dW, float *db, float *dx,
+                          int accumulate, float *ws);
+
+    /* Building blocks of a convolution as one GEMM (channel-major columns):
+     * cols[(ci*k + ki)*k + kj, b*P + p] = x[b, ci, oh*s - pad + ki, ow*s - pad + kj]
+     * (0 outside the image), P = oh*ow: cols is [c*k*k, batch*P]. */
+    void (*im2col)(struct ds_backend *be, const struct ds_window *g, const float *x, float *cols);
+    /* The adjoint: dx[b, ci, ...] = sum of the cols entries that read it (overwrites dx). */
+    void (*col2im)(struct ds_backend *be, const struct ds_window *g, const float *cols, float *dx);
+    /* From the GEMM's channel-major yt [ch, batch*P] to NCHW:
+     * y[b, c, p] = act(yt[c, b*P + p] + bias[c]); pre (may be NULL) receives the pre-activation. */
+    void (*chw_bias_act)(struct ds_backend *be, int batch, int ch, int P, const float *yt,
+                         const float *bias, enum ds_act act, float *y, float *pre);
+    /* Its backward: dzt[c, b*P + p] = dy[b, c, p] * act'(.) (from y, or pre for gelu). */
+    void (*chw_act_backward)(struct ds_backend *be, int batch, int ch, int P, enum ds_act act,
+                             const float *pre, const float *y, const float *dy, float *dzt);
+    /* out[r] (+)= sum_c x[r, c]: convolution bias gradients. */
+    void (*row_sum)(struct ds_backend *be, int rows, int cols, const float *x, float *out,
+                    int accumulate);
+    /* Pooling of [batch, c, h, w] into [batch, c, oh, ow] (windows inside the
+     * image: pad 0). Max pooling's backward sends each gradient to the first
+     * maximum of its window, found again from x and y (no index buffer). */
+    void (*pool_forward)(struct ds_backend *be, enum ds_pool_kind kind, const struct ds_window *g,
+                         const float *x, float *y);
+    void (*pool_backward)(struct ds_backend *be, enum ds_pool_kind kind, const struct ds_window *g,
+                          const float *x, const float *y, const float *dy, float *dx);
+
     /* Losses over `rows` samples; each returns the SUM of per-sample losses
      * and, if dlogits is not NULL, writes dloss/dlogits = grad_scale * d(sum).
      * `correct` (may be NULL) receives the count of correct predictions. */
@@ -81,6 +135,11 @@ struct ds_backend_ops {
     /* dst[r,:] = src[idx[r],:]; idx is host memory. */
     void (*gather_rows)(struct ds_backend *be, int rows, size_t row_len, const float *src,
                         const int32_t *idx, float *dst);
+    /* dst[r, j] = (src[idx[r], j] / 255 - mean) / std in float: byte images
+     * converted per batch, exactly as torchvision's ToTensor + Normalize
+     * (mean 0, std 1 give x / 255 to the last bit). */
+    void (*gather_u8)(struct ds_backend *be, int rows, size_t row_len, const uint8_t *src,
+                      const int32_t *idx, float mean, float std, float *dst);
     void (*gather_i32)(struct ds_backend *be, int rows, const int32_t *src, const int32_t *idx,
                        int32_t *dst);
 

@@ -173,6 +173,335 @@ static void cpu_dropout(struct ds_backend *be, size_t n, float p, uint64_t seed,
     }
 }
 
+/* ---- convolution and pooling ------------------------------------------ */
+
+static void cpu_im2col(struct ds_backend *be, const struct ds_window *g, const float *x,
+                       float *cols)
+{
+    (void)be;
+    const int K = g->k, P = g->oh * g->ow, rows = g->c * K * K;
+    const size_t BP = (size_t)g->batch * P, plane = (size_t)g->h * g->w;
+    /* One row of cols per (channel, ki, kj): each thread writes whole rows,
+     * reading one input plane per image. */
+#pragma omp parallel for schedule(static) if ((size_t)rows * BP > DS_CPU_PAR_MIN)
+    for (int r = 0; r < rows; r++) {
+        int ci = r / (K * K), ki = (r / K) % K, kj = r % K;
+        float *dst = cols + (size_t)r * BP;
+        for (int b = 0; b < g->batch; b++) {
+            const float *src = x + ((size_t)b * g->c + ci) * plane;
+            for (int oh = 0; oh < g->oh; oh++) {
+                int ih = oh * g->stride - g->pad + ki;
+                float *d = dst + (size_t)b * P + (size_t)oh * g->ow;
+                if (ih < 0 || ih >= g->h) {
+                    memset(d, 0, (size_t)g->ow * sizeof(float));
+                    continue;
+                }
+                const float *srow = src + (size_t)ih * g->w;
+                if (g->stride == 1) {
+                    /* a contiguous run between zero margins where the window hangs over the edge */
+                    int iw0 = kj - g->pad;
+                    int lo = iw0 < 0 ? -iw0 : 0;
+                    int hi = g->w - iw0 < g->ow ? g->w - iw0 : g->ow;
+                    if (hi < lo) hi = lo;
+                    for (int ow = 0; ow < lo; ow++) d[ow] = 0.0f;
+                    memcpy(d + lo, srow + iw0 + lo, (size_t)(hi - lo) * sizeof(float));
+                    for (int ow = hi; ow < g->ow; ow++) d[ow] = 0.0f;
+                } else {
+                    for (int ow = 0; ow < g->ow; ow++) {
+                        int iw = ow * g->stride - g->pad + kj;
+                        d[ow] = (iw >= 0 && iw < g->w) ? srow[iw] : 0.0f;
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void cpu_col2im(struct ds_backend *be, const struct ds_window *g, const float *cols,
+                       float *dx)
+{
+    (void)be;
+    const int K = g->k, P = g->oh * g->ow;
+    const size_t BP = (size_t)g->batch * P, plane = (size_t)g->h * g->w;
+    /* Parallel over (image, channel) planes: each plane is written by one
+     * thread, summing its K*K rows of cols in a fixed order (deterministic). */
+    const int planes = g->batch * g->c;
+#pragma omp parallel for schedule(static) if ((size_t)planes * plane * K * K > DS_CPU_PAR_MIN)
+    for (int pl = 0; pl < planes; pl++) {
+        int b = pl / g->c, ci = pl % g->c;
+        float *dst = dx + (size_t)pl * plane;
+        memset(dst, 0, plane * sizeof(float));
+        for (int ki = 0; ki < K; ki++)
+            for (int kj = 0; kj < K; kj++) {
+                const float *src = cols + ((size_t)(ci * K + ki) * K + kj) * BP + (size_t)b * P;
+                for (int oh = 0; oh < g->oh; oh++) {
+                    int ih = oh * g->stride - g->pad + ki;
+                    if (ih < 0 || ih >= g->h) continue;
+                    float *drow = dst + (size_t)ih * g->w;
+                    const float *s = src + (size_t)oh * g->ow;
+                    for (int ow = 0; ow < g->ow; ow++) {
+                        int iw = ow * g->stride - g->pad + kj;
+                        if (iw >= 0 && iw < g->w) drow[iw] += s[ow];
+                    }
+                }
+            }
+    }
+}
+
+static void cpu_chw_bias_act(struct ds_backend *be, int batch, int ch, int P, const float *yt,
+                             const float *bias, enum ds_act act, float *y, float *pre)
+{
+    (void)be;
+    const size_t BP = (size_t)batch * P;
+#pragma omp parallel for schedule(static) if (BP * ch > DS_CPU_PAR_MIN)
+    for (int bc = 0; bc < batch * ch; bc++) {
+        int b = bc / ch, c = bc % ch;
+        const float *s = yt + (size_t)c * BP + (size_t)b * P;
+        float *d = y + (size_t)bc * P;
+        float bv = bias ? bias[c] : 0.0f;
+        if (act == DS_ACT_RELU) {
+            for (int p = 0; p < P; p++) {
+                float z = s[p] + bv;
+                d[p] = z > 0.0f ? z : 0.0f;
+            }
+        } else {
+            float *pr = pre ? pre + (size_t)bc * P : NULL;
+            for (int p = 0; p < P; p++) {
+                float z = s[p] + bv;
+                if (pr) pr[p] = z;
+                d[p] = act_fwd(act, z);
+            }
+        }
+    }
+}
+
+static void cpu_chw_act_backward(struct ds_backend *be, int batch, int ch, int P, enum ds_act act,
+                                 const float *pre, const float *y, const float *dy, float *dzt)
+{
+    (void)be;
+    const size_t BP = (size_t)batch * P;
+#pragma omp parallel for schedule(static) if (BP * ch > DS_CPU_PAR_MIN)
+    for (int bc = 0; bc < batch * ch; bc++) {
+        int b = bc / ch, c = bc % ch;
+        const float *g = dy + (size_t)bc * P, *yy = y + (size_t)bc * P;
+        float *d = dzt + (size_t)c * BP + (size_t)b * P;
+        if (act == DS_ACT_RELU) {
+            for (int p = 0; p < P; p++) d[p] = yy[p] > 0.0f ? g[p] : 0.0f;
+        } else if (act == DS_ACT_NONE) {
+            memcpy(d, g, (size_t)P * sizeof(float));
+        } else {
+            const float *pr = pre ? pre + (size_t)bc * P : NULL;
+            for (int p = 0; p < P; p++) d[p] = g[p] * act_grad(act, pr ? pr[p] : 0.0f, yy[p]);
+        }
+    }
+}
+
+static void cpu_row_sum(struct ds_backend *be, int rows, int cols, const float *x, float *out,
+                        int accumulate)
+{
+    (void)be;
+    /* Four double partial sums per row, combined in a fixed order: SIMD-friendly
+     * and independent of the thread count. */
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols > DS_CPU_PAR_MIN)
+    for (int r = 0; r < rows; r++) {
+        const float *row = x + (size_t)r * cols;
+        double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        int c = 0;
+        for (; c + 4 <= cols; c += 4) a0 += row[c], a1 += row[c + 1], a2 += row[c + 2], a3 += row[c + 3];
+        for (; c < cols; c++) a0 += row[c];
+        float sum = (float)((a0 + a1) + (a2 + a3));
+        out[r] = accumulate ? out[r] + sum : sum;
+    }
+}
+
+static void cpu_pool_forward(struct ds_backend *be, enum ds_pool_kind kind,
+                             const struct ds_window *g, const float *x, float *y)
+{
+    (void)be;
+    const int planes = g->batch * g->c, K = g->k;
+    const size_t in_plane = (size_t)g->h * g->w, out_plane = (size_t)g->oh * g->ow;
+    const float inv = 1.0f / (float)(K * K);
+#pragma omp parallel for schedule(static) if ((size_t)planes * in_plane > DS_CPU_PAR_MIN)
+    for (int pl = 0; pl < planes; pl++) {
+        const float *src = x + (size_t)pl * in_plane;
+        float *dst = y + (size_t)pl * out_plane;
+        if (kind == DS_POOL_MAX && K == 2 && g->stride == 2) {
+            /* the common 2x2 max pool, written out so it vectorises */
+            for (int oh = 0; oh < g->oh; oh++) {
+                const float *r0 = src + (size_t)(2 * oh) * g->w, *r1 = r0 + g->w;
+                float *d = dst + (size_t)oh * g->ow;
+                for (int ow = 0; ow < g->ow; ow++) {
+                    float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], e = r1[2 * ow + 1];
+                    float m0 = b > a ? b : a, m1 = e > c ? e : c;
+                    float m = m1 > m0 ? m1 : m0;
+                    /* NaN propagates as in torch's max_pool2d, off the fast path */
+                    d[ow] = m == m && a == a && b == b && c == c && e == e ? m : NAN;
+                }
+            }
+            continue;
+        }
+        for (int oh = 0; oh < g->oh; oh++)
+            for (int ow = 0; ow < g->ow; ow++) {
+                const float *win = src + (size_t)(oh * g->stride) * g->w + (size_t)ow * g->stride;
+                float acc = kind == DS_POOL_MAX ? win[0] : 0.0f;
+                for (int i = 0; i < K; i++)
+                    for (int j = 0; j < K; j++) {
+                        float v = win[(size_t)i * g->w + j];
+                        /* NaN propagates, as in torch's max_pool2d */
+                        if (kind == DS_POOL_MAX) acc = (v > acc || isnan(v)) ? v : acc;
+                        else acc += v;
+                    }
+                dst[(size_t)oh * g->ow + ow] = kind == DS_POOL_MAX ? acc : acc * inv;
+            }
+    }
+}
+
+static void cpu_pool_backward(struct ds_backend *be, enum ds_pool_kind kind,
+                              const struct ds_window *g, const float *x, const float *y,
+                              const float *dy, float *dx)
+{
+    (void)be;
+    const int planes = g->batch * g->c, K = g->k;
+    const size_t in_plane = (size_t)g->h * g->w, out_plane = (size_t)g->oh * g->ow;
+    const float inv = 1.0f / (float)(K * K);
+#pragma omp parallel for schedule(static) if ((size_t)planes * in_plane > DS_CPU_PAR_MIN)
+    for (int pl = 0; pl < planes; pl++) {
+        const float *src = x + (size_t)pl * in_plane;
+        const float *yo = y + (size_t)pl * out_plane, *go = dy + (size_t)pl * out_plane;
+        float *dst = dx + (size_t)pl * in_plane;
+        memset(dst, 0, in_plane * sizeof(float));
+        for (int oh = 0; oh < g->oh; oh++)
+            for (int ow = 0; ow < g->ow; ow++) {
+                size_t o = (size_t)oh * g->ow + ow;
+                size_t base = (size_t)(oh * g->stride) * g->w + (size_t)ow * g->stride;
+                if (kind == DS_POOL_AVG) {
+                    float v = go[o] * inv;
+                    for (int i = 0; i < K; i++)
+                        for (int j = 0; j < K; j++) dst[base + (size_t)i * g->w + j] += v;
+                    continue;
+                }
+                /* the first element equal to the window's max, scanning rows
+                 * then columns, as the forward's strict '>' kept it */
+                size_t arg = base;
+                for (int i = 0, found = 0; i < K && !found; i++)
+                    for (int j = 0; j < K; j++) {
+                        size_t at = base + (size_t)i * g->w + j;
+                        float v = src[at];
+                        if (v == yo[o] || (isnan(v) && isnan(yo[o]))) {
+                            arg = at, found = 1;
+                            break;
+                        }
+                    }
+                dst[arg] += go[o];
+            }
+    }
+}
+
+/* ---- Conv2d: chunked im2col + GEMM --------------------------------------
+ * A whole batch unrolled is large (the small CNN's second convolution: 26 MB
+ * of columns for 128 images), and a GEMM over it spends as long packing the
+ * columns from memory as multiplying. So the batch is cut into chunks of
+ * samples whose columns fit in a core's L2 cache; each thread unrolls a chunk,
+ * multiplies it with a single-threaded GEMM (OpenBLAS's OpenMP build runs one
+ * thread inside a parallel region) and writes its part of y. The backward
+ * unrolls the chunk again (cheaper than keeping 26 MB), and computes its dW and
+ * db partials, which are summed in chunk order afterwards. */
+
+#define DS_CONV_COLS_TARGET (96 * 1024) /* floats of columns per chunk: ~384 KiB */
+
+struct conv_plan {
+    int S;        /* samples per chunk */
+    int chunks;
+    size_t cols;  /* floats of columns per chunk: c*k*k * S*P */
+    size_t yt;    /* floats of channel-major output per chunk: out_c * S*P */
+    size_t per_thread, partial; /* partial: out_c*c*k*k + out_c per chunk */
+};
+
+static struct conv_plan conv_plan_of(const struct ds_window *g, int out_c)
+{
+    struct conv_plan p;
+    size_t ckk = (size_t)g->c * g->k * g->k, P = (size_t)g->oh * g->ow;
+    size_t s = DS_CONV_COLS_TARGET / (ckk * P);
+    p.S = s < 1 ? 1 : (s > (size_t)g->batch ? g->batch : (int)s);
+    p.chunks = (g->batch + p.S - 1) / p.S;
+    p.cols = ckk * (size_t)p.S * P;
+    p.yt = (size_t)out_c * (size_t)p.S * P;
+    p.per_thread = p.cols + p.yt;
+    p.partial = (size_t)out_c * ckk + (size_t)out_c;
+    return p;
+}
+
+static size_t cpu_conv_workspace(struct ds_backend *be, const struct ds_window *g, int out_c)
+{
+    struct conv_plan p = conv_plan_of(g, out_c);
+    return (size_t)be->threads * p.per_thread + (size_t)p.chunks * p.partial;
+}
+
+static void cpu_conv_forward(struct ds_backend *be, const struct ds_window *g, int out_c,
+                             const float *x, const float *W, const float *bias, enum ds_act act,
+                             float *y, float *pre, float *ws)
+{
+    struct conv_plan p = conv_plan_of(g, out_c);
+    const int ckk = g->c * g->k * g->k, P = g->oh * g->ow;
+    const size_t in_s = (size_t)g->c * g->h * g->w, out_s = (size_t)out_c * P;
+#pragma omp parallel num_threads(be->threads)
+    {
+        float *cols = ws + (size_t)omp_get_thread_num() * p.per_thread, *yt = cols + p.cols;
+#pragma omp for schedule(static)
+        for (int ch = 0; ch < p.chunks; ch++) {
+            int b0 = ch * p.S, nb = g->batch - b0 < p.S ? g->batch - b0 : p.S;
+            struct ds_window gc = *g;
+            gc.batch = nb;
+            cpu_im2col(be, &gc, x + (size_t)b0 * in_s, cols);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out_c, nb * P, ckk, 1.0f, W,
+                         ckk, cols, nb * P, 0.0f, yt, nb * P);
+            cpu_chw_bias_act(be, nb, out_c, P, yt, bias, act, y + (size_t)b0 * out_s,
+                             pre ? pre + (size_t)b0 * out_s : NULL);
+        }
+    }
+}
+
+static void cpu_conv_backward(struct ds_backend *be, const struct ds_window *g, int out_c,
+                              enum ds_act act, const float *x, const float *W, const float *y,
+                              const float *pre, const float *dy, float *dW, float *db, float *dx,
+                              int accumulate, float *ws)
+{
+    struct conv_plan p = conv_plan_of(g, out_c);
+    const int ckk = g->c * g->k * g->k, P = g->oh * g->ow;
+    const size_t in_s = (size_t)g->c * g->h * g->w, out_s = (size_t)out_c * P;
+    float *partials = ws + (size_t)be->threads * p.per_thread;
+#pragma omp parallel num_threads(be->threads)
+    {
+        float *cols = ws + (size_t)omp_get_thread_num() * p.per_thread, *dzt = cols + p.cols;
+#pragma omp for schedule(static)
+        for (int ch = 0; ch < p.chunks; ch++) {
+            int b0 = ch * p.S, nb = g->batch - b0 < p.S ? g->batch - b0 : p.S;
+            struct ds_window gc = *g;
+            gc.batch = nb;
+            float *pw = partials + (size_t)ch * p.partial, *pb = pw + (size_t)out_c * ckk;
+            cpu_chw_act_backward(be, nb, out_c, P, act, pre ? pre + (size_t)b0 * out_s : NULL,
+                                 y + (size_t)b0 * out_s, dy + (size_t)b0 * out_s, dzt);
+            cpu_row_sum(be, out_c, nb * P, dzt, pb, 0);
+            cpu_im2col(be, &gc, x + (size_t)b0 * in_s, cols);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, out_c, ckk, nb * P, 1.0f, dzt,
+                        nb * P, cols, nb * P, 0.0f, pw, ckk);
+            if (dx) {
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, nb * P, out_c, 1.0f, W,
+                            ckk, dzt, nb * P, 0.0f, cols, nb * P);
+                cpu_col2im(be, &gc, cols, dx + (size_t)b0 * in_s);
+            }
+        }
+        /* dW, db = the chunk partials summed in chunk order, split over elements */
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < p.partial; i++) {
+            float acc = 0.0f;
+            for (int ch = 0; ch < p.chunks; ch++) acc += partials[(size_t)ch * p.partial + i];
+            float *dst = i < (size_t)out_c * ckk ? dW + i : db + (i - (size_t)out_c * ckk);
+            *dst = accumulate ? *dst + acc : acc;
+        }
+    }
+}
+
 /* Chunk c of [0, n) for the deterministic reductions. */
 static inline void chunk_range(size_t n, int c, size_t *lo, size_t *hi)
 {
@@ -336,6 +665,22 @@ static void cpu_gather_rows(struct ds_backend *be, int rows, size_t row_len, con
         memcpy(dst + (size_t)r * row_len, src + (size_t)idx[r] * row_len, row_len * sizeof(float));
 }
 
+static void cpu_gather_u8(struct ds_backend *be, int rows, size_t row_len, const uint8_t *src,
+                          const int32_t *idx, float mean, float std, float *dst)
+{
+    (void)be;
+    int plain = mean == 0.0f && std == 1.0f;
+#pragma omp parallel for schedule(static) if ((size_t)rows * row_len > DS_CPU_PAR_MIN)
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *s = src + (size_t)idx[r] * row_len;
+        float *d = dst + (size_t)r * row_len;
+        if (plain)
+            for (size_t j = 0; j < row_len; j++) d[j] = (float)s[j] / 255.0f;
+        else
+            for (size_t j = 0; j < row_len; j++) d[j] = ((float)s[j] / 255.0f - mean) / std;
+    }
+}
+
 static void cpu_gather_i32(struct ds_backend *be, int rows, const int32_t *src, const int32_t *idx,
                            int32_t *dst)
 {
@@ -380,6 +725,16 @@ static const struct ds_backend_ops ds_cpu_ops = {
     .act_backward = cpu_act_backward,
     .col_sum = cpu_col_sum,
     .dropout = cpu_dropout,
+    .conv_workspace = cpu_conv_workspace,
+    .conv_forward = cpu_conv_forward,
+    .conv_backward = cpu_conv_backward,
+    .im2col = cpu_im2col,
+    .col2im = cpu_col2im,
+    .chw_bias_act = cpu_chw_bias_act,
+    .chw_act_backward = cpu_chw_act_backward,
+    .row_sum = cpu_row_sum,
+    .pool_forward = cpu_pool_forward,
+    .pool_backward = cpu_pool_backward,
     .softmax_xent = cpu_softmax_xent,
     .bce_logits = cpu_bce_logits,
     .sq_error = cpu_sq_error,
@@ -388,6 +743,7 @@ static const struct ds_backend_ops ds_cpu_ops = {
     .axpy = cpu_axpy,
     .add_normal = cpu_add_normal,
     .gather_rows = cpu_gather_rows,
+    .gather_u8 = cpu_gather_u8,
     .gather_i32 = cpu_gather_i32,
     .optim_step = cpu_optim_step,
     .sync = cpu_sync,
@@ -403,6 +759,9 @@ ds_status ds_backend_cpu_create(int threads, struct ds_backend *out, struct ds_e
     if (!ctx) return ds_err_set(err, DS_ERR_NOMEM, "out of memory creating the cpu backend");
     /* Both pools get the same count; they take turns (GEMM, then element-wise). */
     omp_set_num_threads(threads);
+    /* the conv kernels run their building blocks inside a parallel region:
+     * those must not fork again */
+    omp_set_max_active_levels(1);
     openblas_set_num_threads(threads);
     snprintf(ctx->description, sizeof ctx->description, "cpu: OpenBLAS %s; %d thread%s",
              openblas_get_config(), threads, threads == 1 ? "" : "s");

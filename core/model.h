@@ -11,10 +11,24 @@
  *   Dropout  y = x m / (1 - p)     m ~ Bernoulli(1 - p) from Philox at
  *            (seed, DS_STREAM_DROPOUT + layer, (step * rows_per_step + row) * features + j)
  *            so a sample's mask depends on its place in the global batch only.
+ *   Conv2d   y[b,o,i,j] = bias[o] + sum_{c,u,v} W[o,c,u,v] x[b,c, i*s-pad+u, j*s-pad+v]
+ *            W [out_ch, in_ch, k, k], b [out_ch] (torch.nn.Conv2d, zero padding)
+ *   MaxPool2d y = max over each k x k window at stride s (torch.nn.MaxPool2d(k, s))
+ *   AvgPool2d y = mean over each window (torch.nn.AvgPool2d(k, s))
+ *   Flatten  [b, c, h, w] -> [b, c*h*w]: the same memory, no copy (torch.nn.Flatten)
  *
- * A Linear followed by an activation is fused: one bias+activation pass after
- * the GEMM, and one activation-gradient pass before the backward GEMMs.
- * Parameter names follow nn.Sequential's state_dict ("<index>.weight").
+ * Tensors between layers are [batch, c, h, w] in PyTorch's NCHW order, so a
+ * sample is c*h*w contiguous floats; a plain vector is [batch, n, 1, 1].
+ * A convolution is the backend's conv_forward/conv_backward (CPU: im2col +
+ * GEMM over cache-sized chunks of the batch; see backend_cpu.c): the input's
+ * k*k windows unrolled into cols [in_ch*k*k, samples*oh*ow], W [out_ch,
+ * in_ch*k*k] times cols, then one pass to NCHW adding bias and activation.
+ * Backward: dW = dz cols^T, dcols = W^T dz, dx = col2im(dcols).
+ *
+ * A Linear or Conv2d followed by an activation is fused: one bias+activation
+ * pass after the GEMM, and one activation-gradient pass before the backward
+ * GEMMs. Parameter names follow nn.Sequential's state_dict ("<index>.weight"),
+ * counting every layer (activations, pooling, flatten) as PyTorch does.
  */
 #ifndef DS_MODEL_H
 #define DS_MODEL_H
@@ -29,13 +43,20 @@ enum ds_layer_kind {
     DS_LAYER_SIGMOID,
     DS_LAYER_GELU,
     DS_LAYER_DROPOUT,
+    DS_LAYER_CONV2D,
+    DS_LAYER_MAXPOOL2D,
+    DS_LAYER_AVGPOOL2D,
+    DS_LAYER_FLATTEN,
     DS_LAYER_COUNT
 };
 
 struct ds_layer_spec {
     enum ds_layer_kind kind;
-    int units; /* Linear: output features */
-    float p;   /* Dropout: drop probability in [0, 1) */
+    int units;  /* Linear: output features; Conv2d: output channels */
+    float p;    /* Dropout: drop probability in [0, 1) */
+    int kernel; /* Conv2d, pools: window side */
+    int stride; /* Conv2d (0 means 1), pools (0 means kernel) */
+    int pad;    /* Conv2d: zeros on each side */
 };
 
 enum ds_init_scheme {
@@ -50,13 +71,16 @@ enum ds_init_scheme ds_init_find(const char *name); /* DS_INIT_COUNT if unknown 
 struct ds_layer {
     enum ds_layer_kind kind;
     int in, out;       /* features per sample */
-    size_t w, b;       /* Linear: offsets of weight and bias in the flat buffers */
+    int in_c, in_h, in_w, out_c, out_h, out_w; /* the same as [c, h, w] */
+    struct ds_window win; /* Conv2d, pools (batch set per pass) */
+    size_t w, b;       /* Linear, Conv2d: offsets of weight and bias in the flat buffers */
     float p;           /* Dropout */
     enum ds_act act;   /* Linear: fused activation; activation layer: its own */
     int fused;         /* activation layer folded into the Linear before it */
     float *y;          /* [max_batch, out] output (backend memory, in the arena) */
     float *pre;        /* [max_batch, out] Linear+GELU: pre-activation */
     float *dz;         /* [max_batch, out] Linear+activation: gradient before the activation */
+    float *cols;       /* Conv2d: the backend's workspace (conv_workspace floats) */
     float *dx;         /* [max_batch, in] gradient w.r.t. the input (NULL for the first layer
                           unless the model keeps input gradients) */
 };
@@ -74,6 +98,7 @@ struct ds_model {
     int n_layers;
     struct ds_layer *layers;
     int in, out, max_batch;
+    int in_c, in_h, in_w; /* the input's shape per sample */
     int keep_input_grad;
     uint64_t seed;
     struct ds_param_layout layout;
@@ -89,6 +114,11 @@ struct ds_model {
 ds_status ds_model_create(struct ds_backend *be, int in, const struct ds_layer_spec *specs,
                           int n_specs, int max_batch, int keep_input_grad, uint64_t seed,
                           struct ds_model *m, struct ds_err *err);
+/* The same for inputs of shape [c, h, w] per sample (images). */
+ds_status ds_model_create_chw(struct ds_backend *be, int c, int h, int w,
+                              const struct ds_layer_spec *specs, int n_specs, int max_batch,
+                              int keep_input_grad, uint64_t seed, struct ds_model *m,
+                              struct ds_err *err);
 void ds_model_free(struct ds_model *m);
 
 /* Initialises every parameter from Philox at (seed, DS_STREAM_INIT, offset). */

@@ -128,12 +128,12 @@ struct gc_case {
     int fused_layers; /* how many activation layers the model must fuse */
 };
 
-#define LIN {DS_LAYER_LINEAR, -1, 0.0f}
-#define RELU {DS_LAYER_RELU, 0, 0.0f}
-#define TANH {DS_LAYER_TANH, 0, 0.0f}
-#define SIGM {DS_LAYER_SIGMOID, 0, 0.0f}
-#define GELU {DS_LAYER_GELU, 0, 0.0f}
-#define DROP {DS_LAYER_DROPOUT, 0, -1.0f}
+#define LIN {.kind = DS_LAYER_LINEAR, .units = -1, .p = 0.0f}
+#define RELU {.kind = DS_LAYER_RELU, .units = 0, .p = 0.0f}
+#define TANH {.kind = DS_LAYER_TANH, .units = 0, .p = 0.0f}
+#define SIGM {.kind = DS_LAYER_SIGMOID, .units = 0, .p = 0.0f}
+#define GELU {.kind = DS_LAYER_GELU, .units = 0, .p = 0.0f}
+#define DROP {.kind = DS_LAYER_DROPOUT, .units = 0, .p = -1.0f}
 
 static const struct gc_case gc_cases[] = {
     {"Linear", 1, {LIN}, 1, 0},
@@ -615,7 +615,7 @@ static void test_dropout_rate_and_scale(void **state)
     dev_put(x, hx, n);
     for (size_t pi = 0; pi < DS_ARRAY_LEN(ps); pi++) {
         float p = ps[pi];
-        struct ds_layer_spec spec = {DS_LAYER_DROPOUT, 0, p};
+        struct ds_layer_spec spec = {.kind = DS_LAYER_DROPOUT, .units = 0, .p = p};
         struct ds_model m;
         make_model(F, &spec, 1, B, 1, 1234, &m);
         struct ds_pass pass = {.step = 3, .row0 = 0, .rows_per_step = B, .train = 1};
@@ -656,7 +656,7 @@ static void test_dropout_identity(void **state)
     const float ps[2] = {0.5f, 0.0f};
     const int train[2] = {0, 1};
     for (int c = 0; c < 2; c++) {
-        struct ds_layer_spec spec = {DS_LAYER_DROPOUT, 0, ps[c]};
+        struct ds_layer_spec spec = {.kind = DS_LAYER_DROPOUT, .units = 0, .p = ps[c]};
         struct ds_model m;
         make_model(F, &spec, 1, B, 1, 99, &m);
         struct ds_pass pass = {.step = 1, .row0 = 0, .rows_per_step = B, .train = train[c]};
@@ -683,7 +683,7 @@ static void test_dropout_split_invariance(void **state)
         rng_fill(&r, hx, n, 0.5, 2.0);
         float *x = dev_alloc(n);
         dev_put(x, hx, n);
-        struct ds_layer_spec spec = {DS_LAYER_DROPOUT, 0, 0.5f};
+        struct ds_layer_spec spec = {.kind = DS_LAYER_DROPOUT, .units = 0, .p = 0.5f};
         struct ds_model m;
         make_model(F, &spec, 1, B, 1, 4242, &m);
         for (uint64_t step = 0; step < 3; step++) {
@@ -733,11 +733,11 @@ static void test_accumulate(void **state)
     struct rng r = {31337};
     for (int t = 0; t < GC_TRIALS; t++) {
         int in = rng_int(&r, 1, MAXF), b1 = rng_int(&r, 1, MAXB), b2 = rng_int(&r, 1, MAXB);
-        struct ds_layer_spec specs[] = {{DS_LAYER_LINEAR, rng_int(&r, 1, MAXF), 0},
-                                        {DS_LAYER_TANH, 0, 0},
-                                        {DS_LAYER_DROPOUT, 0, 0.3f},
-                                        {DS_LAYER_LINEAR, rng_int(&r, 1, MAXF), 0},
-                                        {DS_LAYER_GELU, 0, 0}};
+        struct ds_layer_spec specs[] = {{.kind = DS_LAYER_LINEAR, .units = rng_int(&r, 1, MAXF), .p = 0},
+                                        {.kind = DS_LAYER_TANH, .units = 0, .p = 0},
+                                        {.kind = DS_LAYER_DROPOUT, .units = 0, .p = 0.3f},
+                                        {.kind = DS_LAYER_LINEAR, .units = rng_int(&r, 1, MAXF), .p = 0},
+                                        {.kind = DS_LAYER_GELU, .units = 0, .p = 0}};
         struct ds_model m;
         make_model(in, specs, 5, MAXB, 1, 77, &m);
         size_t np = m.layout.total;
@@ -826,10 +826,10 @@ static void sup_make(enum ds_loss_kind loss, int dim, int hidden, int out, int m
                                                          : (float)rng_unif(&r, -1, 1);
         }
     }
-    const struct ds_layer_spec layers[] = {{DS_LAYER_LINEAR, hidden, 0},
-                                           {DS_LAYER_TANH, 0, 0},
-                                           {DS_LAYER_DROPOUT, 0, 0.3f},
-                                           {DS_LAYER_LINEAR, out, 0}};
+    const struct ds_layer_spec layers[] = {{.kind = DS_LAYER_LINEAR, .units = hidden, .p = 0},
+                                           {.kind = DS_LAYER_TANH, .units = 0, .p = 0},
+                                           {.kind = DS_LAYER_DROPOUT, .units = 0, .p = 0.3f},
+                                           {.kind = DS_LAYER_LINEAR, .units = out, .p = 0}};
     struct ds_supervised_spec spec = {
         .layers = layers,
         .n_layers = 4,
