@@ -15,7 +15,7 @@ CC := gcc
 endif
 
 # Debian packages the build and the tests need (installed when missing and root).
-DEB_PACKAGES := gcc libc6-dev make pkg-config libopenblas-dev libopenblas-openmp-dev liblapacke-dev libcjson-dev libcmocka-dev python3-numpy
+DEB_PACKAGES := gcc libc6-dev make pkg-config libopenblas-dev libopenblas-openmp-dev liblapacke-dev libcjson-dev libcmocka-dev zlib1g-dev python3-numpy python3-torch dataset-fashion-mnist
 
 # OpenBLAS built on OpenMP, pinned by rpath: its GEMM threads and our
 # element-wise threads are then one OpenMP pool taking turns, instead of two
@@ -37,7 +37,7 @@ endif
 GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 CFLAGS := $(CFLAGS_BASE) -DDS_GIT_REV='"$(GIT_REV)"' -DDS_BUILD_CFLAGS='"$(strip $(CFLAGS_BASE))"'
 LDLIBS := -fopenmp $(LDFLAGS_SAN) -L$(OPENBLAS_DIR) -Wl,--disable-new-dtags,-rpath,$(OPENBLAS_DIR) \
-          -lopenblas -llapacke -lcjson -lm
+          -lopenblas -llapacke -lcjson -lz -lm
 
 # Optional parts: reported, never silently assumed.
 NVCC := $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
@@ -53,7 +53,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # Unit tests: everything but the command-line tests (which run the binary).
 UNIT_BIN := $(filter-out $(BUILD)/tests/test_cli,$(TEST_BIN))
 
-.PHONY: all deps test test-unit test-sanitize bench clean install help
+.PHONY: all deps test test-unit test-sanitize bench peer-fmnist clean install help
 all: deps $(BUILD)/descent
 	@echo "built $(BUILD)/descent  [cuda: $(if $(filter 1,$(WITH_CUDA)),nvcc found at $(NVCC); the CUDA backend is not written yet,not found)] [mpi: not built] [nccl: not built]"
 
@@ -113,6 +113,11 @@ test-unit: $(UNIT_BIN)
 
 bench: all
 	@DESCENT_BIN=$(BUILD)/descent sh harness/bench.sh
+
+# descent against PyTorch on Fashion-MNIST, same model, batch, optimizer and
+# threads, in one invocation (a benchmark, not a test). RUNS=, EPOCHS= override.
+peer-fmnist: all
+	@DESCENT_BIN=$(BUILD)/descent sh harness/peers/peer_fmnist.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin

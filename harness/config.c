@@ -53,7 +53,7 @@ static const struct ds_key ds_keys_[] = {
     {"l1", K_F64, F(l1), 0, INF, 0, 1, "0", NULL, NULL, 0, "L1 penalty: l1 * sign(w) added to the gradient"},
     {"wd", K_F64, F(wd), 0, INF, 0, 1, NULL, NULL, NULL, 0, "decoupled weight decay w <- w (1 - lr wd) (adamw: 0.01)"},
     {"decay-bias", K_BOOL, F(decay_bias), 0, 1, 0, 0, "on", NULL, NULL, 0, "apply l2/l1/wd to biases too"},
-    {"dropout", K_F64, F(dropout), 0, 1, 0, 1, "0", "", NULL, 0, "dropout probability of the model's dropout layers"},
+    {"dropout", K_F64, F(dropout), 0, 1, 0, 1, NULL, "fmnist-mlp,fmnist-cnn", NULL, 0, "dropout probability (fmnist-mlp: after each hidden layer; fmnist-cnn: before the last layer, default 0.5)"},
     {"clip", K_F64, F(clip), 0, INF, 0, 1, "0", NULL, NULL, 0, "clip the global gradient norm to this (0: off)"},
     {"schedule", K_STR, F(schedule), 0, 0, 0, 0, "constant", NULL, NULL, 0, "constant, step, cosine, warmup-cosine"},
     {"warmup", K_LONG, F(warmup), 0, 1e15, 0, 0, NULL, NULL, NULL, 0, "linear warm-up steps (warmup-cosine: 5% of the run)"},
@@ -81,6 +81,10 @@ static const struct ds_key ds_keys_[] = {
     {"n-eval", K_LONG, F(n_eval), 1, 1e9, 0, 0, "1000", "linreg,logreg", NULL, 0, "evaluation samples"},
     {"margin", K_F64, F(margin), 0, 3, 0, 0, "0.1", "logreg", NULL, 0, "minimum distance of points to the true boundary"},
     {"label-noise", K_F64, F(label_noise), 0, 0.5, 0, 1, "0.02", "logreg", NULL, 0, "fraction of flipped labels"},
+    {"hidden", K_STR, F(hidden), 0, 0, 0, 0, "256,128", "fmnist-mlp", NULL, 0, "hidden layer widths of the MLP"},
+    {"variant", K_STR, F(variant), 0, 0, 0, 0, "classic", "fmnist-cnn", NULL, 0, "classic ('same' padding, 1024-unit hidden layer, dropout; 3.27M params) or small (62k params)"},
+    {"normalize", K_BOOL, F(normalize), 0, 1, 0, 0, "off", "fmnist-softmax,fmnist-mlp,fmnist-cnn", NULL, 0, "standardise pixels by the training set's mean and std (off: x/255)"},
+    {"val", K_LONG, F(val), 0, 1e9, 0, 0, "0", "fmnist-softmax,fmnist-mlp,fmnist-cnn", NULL, 0, "hold out the last N training samples as a validation split"},
     {"init", K_STR, F(init), 0, 0, 0, 0, "", NULL, NULL, 0, "start from these parameters (safetensors)"},
     {"save", K_STR, F(save), 0, 0, 0, 0, "", NULL, NULL, 1, "write the final parameters (safetensors)"},
     {"save-init", K_STR, F(save_init), 0, 0, 0, 0, "", NULL, NULL, 1, "write the initial parameters (safetensors)"},
@@ -319,6 +323,7 @@ ds_status ds_config_resolve(struct ds_config *c, FILE *warn, struct ds_err *err)
     /* Workload defaults. */
     if (!SET("dim")) c->dim = w->default_dim;
     if (!SET("noise")) c->noise = w->default_noise;
+    if (!SET("dropout")) c->dropout = w->default_dropout;
     if (SET("epochs") && SET("steps"))
         return ds_err_set(err, DS_ERR_USAGE, "--epochs %ld and --steps %ld: give one of them", c->epochs, c->steps);
     if (!SET("epochs") && !SET("steps")) {

@@ -38,6 +38,9 @@ struct ds_config {
     long dim, n_train, n_eval;
     double kappa, noise, margin, label_noise;
     int rotate;
+    char hidden[64], variant[16];
+    int normalize;
+    long val;
     /* files */
     char init[DS_CFG_STR], save[DS_CFG_STR], save_init[DS_CFG_STR], out[DS_CFG_STR];
 

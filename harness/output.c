@@ -22,7 +22,8 @@ const char *ds_build_compiler(void) { return "gcc " __VERSION__; }
 
 const char *const ds_curve_columns[] = {"run_id", "step", "epoch", "samples", "wall_s", "lr",
                                         "train_loss", "eval_loss", "eval_metric", "grad_norm",
-                                        "samples_per_s", "suboptimality", "dist_to_opt"};
+                                        "samples_per_s", "suboptimality", "dist_to_opt",
+                                        "val_loss", "val_metric"};
 const int ds_curve_ncolumns = (int)(sizeof ds_curve_columns / sizeof ds_curve_columns[0]);
 
 void ds_csv_begin(struct ds_csv_line *l)

@@ -56,6 +56,10 @@ ds_status ds_session_open(struct ds_session *s, int argc, char **argv, struct ds
          * lies from it. */
         .optimum_known = 1,
         .dropout = (float)c->dropout,
+        .hidden = c->hidden,
+        .variant = c->variant,
+        .normalize = c->normalize,
+        .n_val = c->val,
         .max_batch = (int)(rows < c->micro_batch ? rows : c->micro_batch),
     };
     st = s->workload->create(&a, &s->be, &s->task, err);
@@ -117,6 +121,7 @@ static int cmp_double(const void *a, const void *b)
 
 struct ds_eval_point {
     double train_loss, eval_loss, eval_metric, subopt, dist;
+    double val_loss, val_metric; /* NaN without a validation split */
 };
 
 static void evaluate_point(struct ds_session *s, const struct ds_trainer *tr, float *host,
@@ -134,6 +139,8 @@ static void evaluate_point(struct ds_session *s, const struct ds_trainer *tr, fl
         }
     }
     s->task.ops->evaluate(&s->task, 1, &e->eval_loss, &e->eval_metric);
+    e->val_loss = e->val_metric = NAN;
+    if (s->task.n_val > 0) s->task.ops->evaluate(&s->task, 2, &e->val_loss, &e->val_metric);
 }
 
 /* flag names the option in messages ("--save"). */
@@ -171,7 +178,7 @@ static const char *const ds_summary_results[] = {
     "comm_ms", "optimizer_ms", "peak_rss_mb", "status",
     /* extra columns */
     "metric", "n_params", "steps_planned", "steps_done", "epochs_done", "train_s", "eval_s", "optimum_loss",
-    "final_suboptimality", "final_dist_to_opt"};
+    "final_suboptimality", "final_dist_to_opt", "final_val_loss", "final_val_metric", "best_val_metric"};
 
 int ds_cmd_run(int argc, char **argv)
 {
@@ -334,7 +341,7 @@ int ds_cmd_run(int argc, char **argv)
 
     /* The loop. Evaluation time is kept out of wall_s (as AlgoPerf does). */
     double train_s = 0.0, eval_s = 0.0, compute_s = 0.0, comm_s = 0.0, opt_s = 0.0;
-    double interval_loss = 0.0, interval_norm = 0.0, interval_s = 0.0, best = NAN;
+    double interval_loss = 0.0, interval_norm = 0.0, interval_s = 0.0, best = NAN, best_val = NAN;
     long interval_steps = 0, steps_to_target = -1;
     double time_to_target = NAN;
     int64_t samples = 0, interval_samples = 0;
@@ -375,6 +382,11 @@ int ds_cmd_run(int argc, char **argv)
             ds_csv_num(&line, step && interval_s > 0 ? (double)interval_samples / interval_s : NAN);
             ds_csv_num(&line, ep.subopt);
             ds_csv_num(&line, ep.dist);
+            ds_csv_num(&line, ep.val_loss);
+            ds_csv_num(&line, ep.val_metric);
+            if (!isnan(ep.val_metric) &&
+                (isnan(best_val) || (task->metric_higher_better ? ep.val_metric > best_val : ep.val_metric < best_val)))
+                best_val = ep.val_metric;
             ds_csv_end(&line);
             st = ds_file_append_line(curve_fd, line.buf, line.len, path, &err);
             if (st != DS_OK) break;
@@ -400,7 +412,7 @@ int ds_cmd_run(int argc, char **argv)
             ds_csv_nonfinite(&line, info.loss);
             for (int k = 0; k < 2; k++) ds_csv_num(&line, NAN);
             ds_csv_nonfinite(&line, info.grad_norm);
-            for (int k = 0; k < 3; k++) ds_csv_num(&line, NAN);
+            for (int k = 0; k < 5; k++) ds_csv_num(&line, NAN);
             ds_csv_end(&line);
             ds_file_append_line(curve_fd, line.buf, line.len, path, &err);
             fprintf(stderr, "descent: run diverged at step %ld (loss %g, gradient norm %g); recorded as status=diverged\n",
@@ -473,6 +485,9 @@ int ds_cmd_run(int argc, char **argv)
     ds_csv_num(&row, task->has_optimum ? task->f_star : NAN);
     ds_csv_num(&row, ok ? ep.subopt : NAN);
     ds_csv_num(&row, ok ? ep.dist : NAN);
+    ds_csv_num(&row, ok ? ep.val_loss : NAN);
+    ds_csv_num(&row, ok ? ep.val_metric : NAN);
+    ds_csv_num(&row, best_val);
     ds_csv_end(&row);
     char *summary = malloc(line.len + row.len + 1);
     DS_ASSERT(summary != NULL);

@@ -13,9 +13,14 @@ struct ds_dataset {
     int dim;             /* features per sample */
     int target_cols;     /* float targets per sample (0 when labels are used) */
     int n_classes;       /* labels in [0, n_classes) (0 when float targets are used) */
-    float *x;            /* [n, dim] owned */
+    float *x;            /* [n, dim] host, owned; or NULL when x8 holds the inputs */
     float *y;            /* [n, target_cols] owned, or NULL */
     int32_t *labels;     /* [n] owned, or NULL */
+    /* Byte inputs (images): [n, dim] in BACKEND memory, owned, converted per
+     * batch to (x8 / 255 - x_mean) / x_std. They stay bytes: a quarter of
+     * the memory of floats, and no host copy. */
+    uint8_t *x8;
+    float x_mean, x_std;
 };
 
 /* Allocates the arrays for n samples; zero-filled. */
@@ -31,6 +36,9 @@ struct ds_supervised_spec {
     int metric_higher_better;
     int max_batch;                /* rows per forward pass (larger batches are split) */
     uint64_t seed;                /* dropout masks */
+    int in_c, in_h, in_w;         /* a sample's shape for spatial layers (0: [dim, 1, 1]) */
+    int64_t n_val;                /* the last n_val training rows are held out as the
+                                     validation split (2), sharing their memory */
 };
 
 /* Takes ownership of train and eval (they are zeroed in the caller). */

@@ -6,6 +6,7 @@
 
 static size_t descr_size(const char *descr)
 {
+    if (strcmp(descr, "|u1") == 0) return 1;
     if (strcmp(descr, "<f4") == 0 || strcmp(descr, "<i4") == 0) return 4;
     if (strcmp(descr, "<f8") == 0 || strcmp(descr, "<i8") == 0) return 8;
     return 0;

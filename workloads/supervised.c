@@ -12,13 +12,20 @@
 #include <math.h>
 #include <string.h>
 
+enum { SPLIT_TRAIN, SPLIT_EVAL, SPLIT_VAL, N_SPLITS };
+
 struct ds_sup {
     struct ds_model model;
-    struct ds_dataset data[2];  /* train, eval: shapes only once uploaded (the host
-                                   arrays are freed: the backend copy is the data) */
-    float *dx[2];               /* backend copies of x */
-    float *dy[2];               /* backend copies of float targets, or NULL */
-    int32_t *dl[2];             /* backend copies of labels, or NULL */
+    struct ds_dataset data[N_SPLITS]; /* shapes only once uploaded (the host arrays
+                                   are freed: the backend copy is the data) */
+    /* Backend data per split. The validation split points into the training
+     * split's arrays (its last rows): nothing is copied, and only [0] and [1]
+     * own their memory. */
+    float *dx[N_SPLITS];        /* x as floats, or NULL */
+    uint8_t *dx8[N_SPLITS];     /* x as bytes, or NULL */
+    float *dy[N_SPLITS];        /* float targets, or NULL */
+    int32_t *dl[N_SPLITS];      /* labels, or NULL */
+    int32_t *seq;               /* [max_batch] host: 0, 1, 2, ... for evaluation gathers */
     float *xb;                  /* [max_batch, dim] gathered batch */
     float *yb;                  /* [max_batch, target_cols] */
     int32_t *lb;                /* [max_batch] */
@@ -58,6 +65,17 @@ static struct ds_sup *sup_of(struct ds_task *t) { return t->ctx; }
 
 struct ds_model *ds_supervised_model(struct ds_task *t) { return &sup_of(t)->model; }
 
+/* The inputs of rows idx of a split into the batch buffer. */
+static void gather_x(struct ds_sup *s, int split, int rows, const int32_t *idx)
+{
+    struct ds_backend *be = s->model.be;
+    const struct ds_dataset *d = &s->data[split];
+    if (s->dx8[split])
+        be->ops->gather_u8(be, rows, (size_t)d->dim, s->dx8[split], idx, d->x_mean, d->x_std, s->xb);
+    else
+        be->ops->gather_rows(be, rows, (size_t)d->dim, s->dx[split], idx, s->xb);
+}
+
 static double sup_loss_grad(struct ds_task *t, const int32_t *idx, int n,
                             const struct ds_pass *pass, float grad_scale)
 {
@@ -69,7 +87,7 @@ static double sup_loss_grad(struct ds_task *t, const int32_t *idx, int n,
     if (n == 0) be->ops->fill(be, t->grads, t->layout->total, 0.0f);
     for (int r0 = 0; r0 < n; r0 += mb) {
         int rows = n - r0 < mb ? n - r0 : mb;
-        be->ops->gather_rows(be, rows, (size_t)d->dim, s->dx[0], idx + r0, s->xb);
+        gather_x(s, SPLIT_TRAIN, rows, idx + r0);
         const void *targets;
         if (s->dl[0]) {
             be->ops->gather_i32(be, rows, s->dl[0], idx + r0, s->lb);
@@ -90,17 +108,26 @@ static double sup_loss_grad(struct ds_task *t, const int32_t *idx, int n,
 static void sup_evaluate(struct ds_task *t, int split, double *loss, double *metric)
 {
     struct ds_sup *s = sup_of(t);
-    const struct ds_dataset *d = &s->data[split ? 1 : 0];
+    DS_ASSERT_MSG(split >= 0 && split < N_SPLITS, "split %d", split);
+    const struct ds_dataset *d = &s->data[split];
     int mb = s->model.max_batch, out = s->model.out;
     double total = 0.0;
     int64_t correct = 0;
     struct ds_pass pass = {0};
     for (int64_t r0 = 0; r0 < d->n; r0 += mb) {
         int rows = d->n - r0 < mb ? (int)(d->n - r0) : mb;
-        const float *x = s->dx[split ? 1 : 0] + (size_t)r0 * d->dim; /* rows are contiguous */
-        const void *targets = s->dl[split ? 1 : 0]
-                                  ? (const void *)(s->dl[split ? 1 : 0] + r0)
-                                  : (const void *)(s->dy[split ? 1 : 0] + (size_t)r0 * d->target_cols);
+        const float *x;
+        if (s->dx8[split]) {
+            /* bytes are converted batch by batch */
+            for (int r = 0; r < rows; r++) s->seq[r] = (int32_t)(r0 + r);
+            gather_x(s, split, rows, s->seq);
+            x = s->xb;
+        } else {
+            x = s->dx[split] + (size_t)r0 * d->dim; /* rows are contiguous */
+        }
+        const void *targets = s->dl[split]
+                                  ? (const void *)(s->dl[split] + r0)
+                                  : (const void *)(s->dy[split] + (size_t)r0 * d->target_cols);
         const float *o = ds_model_forward(&s->model, x, rows, &pass);
         int64_t c = 0;
         total += ds_loss_eval(t->be, s->spec.loss, rows, out, o, targets, NULL, 0.0f, &c);
@@ -136,10 +163,16 @@ static ds_status write_split(struct ds_task *t, int split, const char *dir, stru
         st = ds_err_set(err, DS_ERR_NOMEM, "%s: out of memory exporting the %s split", dir, tag);
         goto done;
     }
-    t->be->ops->download(t->be, x, s->dx[split], nx * sizeof *x);
     int64_t shape[2] = {d->n, d->dim};
     snprintf(path, sizeof path, "%s/%s_x.npy", dir, tag);
-    st = ds_npy_write(path, "<f4", 2, shape, x, err);
+    if (s->dx8[split]) {
+        /* bytes as bytes: the consumer applies the same x/255 (and normalisation) */
+        t->be->ops->download(t->be, x, s->dx8[split], nx);
+        st = ds_npy_write(path, "|u1", 2, shape, x, err);
+    } else {
+        t->be->ops->download(t->be, x, s->dx[split], nx * sizeof *x);
+        st = ds_npy_write(path, "<f4", 2, shape, x, err);
+    }
     if (st != DS_OK) goto done;
     snprintf(path, sizeof path, "%s/%s_y.npy", dir, tag);
     if (s->dl[split]) {
@@ -169,12 +202,16 @@ static void sup_destroy(struct ds_task *t)
     struct ds_sup *s = sup_of(t);
     if (!s) return;
     struct ds_backend *be = t->be;
-    for (int i = 0; i < 2; i++) {
-        be->ops->free(be, s->dx[i]);
-        be->ops->free(be, s->dy[i]);
-        be->ops->free(be, s->dl[i]);
+    for (int i = 0; i < N_SPLITS; i++) {
+        if (i != SPLIT_VAL) { /* the validation split borrows the training arrays */
+            be->ops->free(be, s->dx[i]);
+            be->ops->free(be, s->dx8[i]);
+            be->ops->free(be, s->dy[i]);
+            be->ops->free(be, s->dl[i]);
+        }
         ds_dataset_free(&s->data[i]);
     }
+    free(s->seq);
     be->ops->free(be, s->xb);
     be->ops->free(be, s->yb);
     be->ops->free(be, s->lb);
@@ -214,14 +251,30 @@ ds_status ds_supervised_create(struct ds_backend *be, const struct ds_supervised
     s->data[1] = *eval;
     memset(train, 0, sizeof *train);
     memset(eval, 0, sizeof *eval);
+    for (int i = 0; i < 2; i++) { /* byte inputs are backend memory already: adopt them */
+        s->dx8[i] = s->data[i].x8;
+        s->data[i].x8 = NULL;
+    }
     out->ops = &ds_sup_ops;
     out->ctx = s;
     out->be = be;
 
     const struct ds_dataset *d = &s->data[0];
     int mb = spec->max_batch > 0 ? spec->max_batch : 1;
-    ds_status st = ds_model_create(be, d->dim, spec->layers, spec->n_layers, mb, 0, spec->seed,
-                                   &s->model, err);
+    s->seq = DS_XCALLOC((size_t)mb, sizeof *s->seq);
+    int c = spec->in_c > 0 ? spec->in_c : d->dim, h = spec->in_h > 0 ? spec->in_h : 1,
+        w = spec->in_w > 0 ? spec->in_w : 1;
+    ds_status st;
+    if ((int64_t)c * h * w != d->dim) {
+        st = ds_err_set(err, DS_ERR_INPUT, "input shape [%d, %d, %d] for samples of %d features", c, h, w, d->dim);
+        goto fail;
+    }
+    if (spec->n_val < 0 || spec->n_val >= d->n) {
+        st = ds_err_set(err, DS_ERR_USAGE, "--val %lld must leave training rows (the training set has %lld)",
+                        (long long)spec->n_val, (long long)d->n);
+        goto fail;
+    }
+    st = ds_model_create_chw(be, c, h, w, spec->layers, spec->n_layers, mb, 0, spec->seed, &s->model, err);
     if (st != DS_OK) goto fail;
     if (spec->loss == DS_LOSS_XENT && s->model.out != d->n_classes) {
         st = ds_err_set(err, DS_ERR_INPUT, "model has %d outputs for %d classes", s->model.out, d->n_classes);
@@ -232,11 +285,11 @@ ds_status ds_supervised_create(struct ds_backend *be, const struct ds_supervised
         goto fail;
     }
     for (int i = 0; i < 2; i++) {
-        const struct ds_dataset *di = &s->data[i];
-        s->dx[i] = upload_copy(be, di->x, (size_t)di->n * di->dim * sizeof(float));
+        struct ds_dataset *di = &s->data[i];
+        if (!s->dx8[i]) s->dx[i] = upload_copy(be, di->x, (size_t)di->n * di->dim * sizeof(float));
         if (di->labels) s->dl[i] = upload_copy(be, di->labels, (size_t)di->n * sizeof(int32_t));
         else s->dy[i] = upload_copy(be, di->y, (size_t)di->n * di->target_cols * sizeof(float));
-        if (!s->dx[i] || (!s->dl[i] && !s->dy[i])) {
+        if ((!s->dx[i] && !s->dx8[i]) || (!s->dl[i] && !s->dy[i])) {
             st = ds_err_set(err, DS_ERR_NOMEM, "out of backend memory for the dataset");
             goto fail;
         }
@@ -244,6 +297,19 @@ ds_status ds_supervised_create(struct ds_backend *be, const struct ds_supervised
         free(s->data[i].x), free(s->data[i].y), free(s->data[i].labels);
         s->data[i].x = s->data[i].y = NULL;
         s->data[i].labels = NULL;
+    }
+    /* The validation split: the training split's last n_val rows. */
+    if (spec->n_val > 0) {
+        struct ds_dataset *tr = &s->data[SPLIT_TRAIN], *va = &s->data[SPLIT_VAL];
+        int64_t n_keep = tr->n - spec->n_val;
+        *va = *tr;
+        va->n = spec->n_val;
+        size_t off = (size_t)n_keep;
+        if (s->dx[0]) s->dx[SPLIT_VAL] = s->dx[0] + off * tr->dim;
+        if (s->dx8[0]) s->dx8[SPLIT_VAL] = s->dx8[0] + off * tr->dim;
+        if (s->dy[0]) s->dy[SPLIT_VAL] = s->dy[0] + off * tr->target_cols;
+        if (s->dl[0]) s->dl[SPLIT_VAL] = s->dl[0] + off;
+        tr->n = n_keep;
     }
     s->xb = be->ops->alloc(be, (size_t)mb * d->dim * sizeof(float));
     s->yb = be->ops->alloc(be, (size_t)mb * (d->target_cols ? d->target_cols : 1) * sizeof(float));
@@ -258,6 +324,7 @@ ds_status ds_supervised_create(struct ds_backend *be, const struct ds_supervised
     out->grads = s->model.grads;
     out->n_train = s->data[0].n;
     out->n_eval = s->data[1].n;
+    out->n_val = s->data[SPLIT_VAL].n;
     out->metric = spec->metric;
     out->metric_higher_better = spec->metric_higher_better;
     return DS_OK;

@@ -7,6 +7,9 @@ static const struct ds_workload *const ds_workloads_[] = {
     &ds_workload_quadratic,
     &ds_workload_linreg,
     &ds_workload_logreg,
+    &ds_workload_fmnist_softmax,
+    &ds_workload_fmnist_mlp,
+    &ds_workload_fmnist_cnn,
 };
 
 int ds_workload_count(void) { return (int)(sizeof ds_workloads_ / sizeof ds_workloads_[0]); }

@@ -30,6 +30,10 @@ struct ds_workload_args {
     int decay_bias;     /* for the optimum: does l2 apply to biases */
     int optimum_known;  /* compute the optimum (0: skip the solve) */
     float dropout;      /* models with dropout layers */
+    const char *hidden; /* fmnist-mlp: hidden widths, "256,128" */
+    const char *variant;/* fmnist-cnn: "classic" or "small" */
+    int normalize;      /* image workloads: standardise pixels by the training mean/std */
+    long n_val;         /* supervised workloads: training rows held out for validation */
     int max_batch;      /* largest batch the trainer will ask for (rows per micro-batch) */
 };
 
@@ -42,7 +46,7 @@ struct ds_task_ops {
      * the SUM of the per-sample losses. */
     double (*loss_grad)(struct ds_task *t, const int32_t *idx, int n, const struct ds_pass *pass,
                         float grad_scale);
-    /* Mean loss and the metric over a whole split (0 train, 1 eval). */
+    /* Mean loss and the metric over a whole split (0 train, 1 eval, 2 validation). */
     void (*evaluate)(struct ds_task *t, int split, double *loss, double *metric);
     void (*init_params)(struct ds_task *t, enum ds_init_scheme scheme, uint64_t seed);
     /* Writes the task's data as .npy files and a workload.json into dir. */
@@ -57,6 +61,7 @@ struct ds_task {
     const struct ds_param_layout *layout;
     float *params, *grads;           /* [layout->total] backend memory, owned by the task */
     int64_t n_train, n_eval;         /* samples (1 for an analytic objective) */
+    int64_t n_val;                   /* validation samples (split 2); 0: none */
     const char *metric;              /* e.g. "accuracy", "mse", "suboptimality" */
     int metric_higher_better;
     /* Known optimum (has_optimum = 0 when unknown). */
@@ -75,6 +80,7 @@ struct ds_workload {
     long default_steps;
     long default_dim;
     double default_noise;
+    double default_dropout; /* models with dropout layers */
     enum ds_init_scheme default_init;
     ds_status (*create)(const struct ds_workload_args *a, struct ds_backend *be,
                         struct ds_task *out, struct ds_err *err);
@@ -88,6 +94,7 @@ const char *ds_workload_names(void);
 
 void ds_task_destroy(struct ds_task *t);
 
-extern const struct ds_workload ds_workload_quadratic, ds_workload_linreg, ds_workload_logreg;
+extern const struct ds_workload ds_workload_quadratic, ds_workload_linreg, ds_workload_logreg,
+    ds_workload_fmnist_softmax, ds_workload_fmnist_mlp, ds_workload_fmnist_cnn;
 
 #endif
