@@ -65,6 +65,7 @@ static const struct ds_key ds_keys_[] = {
     {"steps", K_LONG, F(steps), 1, 1e12, 0, 0, NULL, NULL, NULL, 0, "training length in optimizer steps"},
     {"micro-batch", K_LONG, F(micro_batch), 1, 1e9, 0, 0, "4096", NULL, NULL, 0, "rows per forward pass; larger batches accumulate gradients"},
     {"eval-every", K_LONG, F(eval_every), 0, 1e12, 0, 0, "0", NULL, NULL, 0, "steps between curve rows (0: about 50 rows or one per epoch)"},
+    {"eval-limit", K_LONG, F(eval_limit), 0, 1e12, 0, 0, "0", NULL, NULL, 0, "evaluate on the first N samples of each split only (0: all; for quick checks)"},
     {"seed", K_U64, F(seed), 0, 0, 0, 0, "1", NULL, NULL, 0, "decides initialisation, data, data order and dropout"},
     {"shuffle", K_BOOL, F(shuffle), 0, 1, 0, 0, "on", NULL, NULL, 0, "reshuffle every epoch (off: file order)"},
     {"target", K_F64, F(target), -INF, INF, 1, 1, NULL, NULL, NULL, 0, "eval metric to reach: records steps and seconds to it"},
@@ -323,7 +324,8 @@ ds_status ds_config_resolve(struct ds_config *c, FILE *warn, struct ds_err *err)
     /* Workload defaults. */
     if (!SET("dim")) c->dim = w->default_dim;
     if (!SET("noise")) c->noise = w->default_noise;
-    if (!SET("dropout")) c->dropout = w->default_dropout;
+    /* the classic CNN's dropout is part of its shape; the small one has none */
+    if (!SET("dropout")) c->dropout = strcmp(c->variant, "small") == 0 ? 0.0 : w->default_dropout;
     if (SET("epochs") && SET("steps"))
         return ds_err_set(err, DS_ERR_USAGE, "--epochs %ld and --steps %ld: give one of them", c->epochs, c->steps);
     if (!SET("epochs") && !SET("steps")) {

@@ -28,7 +28,7 @@ struct ds_config {
     long warmup, step_size;
     double gamma, min_lr;
     /* budget and data order */
-    long batch, epochs, steps, micro_batch, eval_every;
+    long batch, epochs, steps, micro_batch, eval_every, eval_limit;
     unsigned long long seed;
     int shuffle;
     double target;

@@ -60,6 +60,7 @@ ds_status ds_session_open(struct ds_session *s, int argc, char **argv, struct ds
         .variant = c->variant,
         .normalize = c->normalize,
         .n_val = c->val,
+        .eval_limit = c->eval_limit,
         .max_batch = (int)(rows < c->micro_batch ? rows : c->micro_batch),
     };
     st = s->workload->create(&a, &s->be, &s->task, err);

@@ -13,6 +13,8 @@
 #define _XOPEN_SOURCE 700 /* nftw */
 #include "testutil.h"
 
+#include <zlib.h>
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1430,6 +1432,214 @@ static void test_sigkill_leaves_complete_rows(void **state)
     }
 }
 
+/* ---------------------------------------------------------------- Fashion-MNIST */
+
+#define FM_DIR "/usr/share/datasets/fashion-mnist"
+
+static int fmnist_present(void)
+{
+    const char *d = getenv("DESCENT_DATA");
+    char p[1100];
+    snprintf(p, sizeof p, "%s/train-images-idx3-ubyte.gz", d && d[0] ? d : FM_DIR);
+    return file_exists(p);
+}
+
+#define NEED_FMNIST()                                                                       \
+    do {                                                                                    \
+        if (!fmnist_present()) {                                                            \
+            print_message("# SKIP: Fashion-MNIST not installed (Debian's dataset-fashion-mnist)\n"); \
+            skip();                                                                         \
+        }                                                                                   \
+    } while (0)
+
+/* An IDX file: the magic, the dims, then `bytes` zero bytes, gzip'd. */
+static void write_idx_gz(const char *path, uint32_t magic, int ndim, const uint32_t *dims,
+                         size_t bytes)
+{
+    gzFile gz = gzopen(path, "wb1");
+    assert_non_null(gz);
+    unsigned char h[4 + 4 * 8];
+    size_t o = 0;
+    for (int b = 3; b >= 0; b--) h[o++] = (unsigned char)(magic >> (8 * b));
+    for (int i = 0; i < ndim; i++)
+        for (int b = 3; b >= 0; b--) h[o++] = (unsigned char)(dims[i] >> (8 * b));
+    assert_int_equal(gzwrite(gz, h, (unsigned)o), (int)o);
+    unsigned char *zero = calloc(1, 1 << 16);
+    assert_non_null(zero);
+    for (size_t done = 0; done < bytes;) {
+        size_t k = bytes - done < (1u << 16) ? bytes - done : (1u << 16);
+        assert_int_equal(gzwrite(gz, zero, (unsigned)k), (int)k);
+        done += k;
+    }
+    free(zero);
+    assert_int_equal(gzclose(gz), Z_OK);
+}
+
+/* A data folder holding valid test files and the given train files; the
+ * run must fail with exit 2 naming `file` and `what`. */
+static void expect_bad_data(const char *tag, uint32_t img_magic, const uint32_t *img_dims,
+                            size_t img_bytes, uint32_t n_labels, const char *file,
+                            const char *what)
+{
+    const char *dir = tp("data-%s", tag);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    uint32_t ti[3] = {10000, 28, 28}, tl[1] = {10000}, trl[1] = {n_labels};
+    write_idx_gz(tp("data-%s/t10k-images-idx3-ubyte.gz", tag), 0x803, 3, ti, 10000u * 784u);
+    write_idx_gz(tp("data-%s/t10k-labels-idx1-ubyte.gz", tag), 0x801, 1, tl, 10000u);
+    write_idx_gz(tp("data-%s/train-images-idx3-ubyte.gz", tag), img_magic, 3, img_dims, img_bytes);
+    write_idx_gz(tp("data-%s/train-labels-idx1-ubyte.gz", tag), 0x801, 1, trl, n_labels);
+    setenv("DESCENT_DATA", dir, 1);
+    struct res r;
+    RUN(&r, "run", "--workload", "fmnist-softmax", "--steps", "1", "--out", tp("out-%s", tag));
+    unsetenv("DESCENT_DATA");
+    expect_usage(&r, file, what);
+    res_free(&r);
+}
+
+static void test_fmnist_bad_data(void **state)
+{
+    (void)state;
+    uint32_t ok[3] = {60000, 28, 28}, narrow[3] = {60000, 27, 28};
+    expect_bad_data("magic", 0x0803u | 0x12000000u, ok, 784, 60000, "train-images-idx3-ubyte.gz", "bad magic");
+    expect_bad_data("trunc", 0x803, ok, 1000u * 784u, 60000, "train-images-idx3-ubyte.gz", "truncated");
+    expect_bad_data("dims", 0x803, narrow, 60000u * 27u * 28u, 60000, "train-images-idx3-ubyte.gz", "[60000, 27, 28]");
+    expect_bad_data("count", 0x803, ok, 60000u * 784u, 59999, "train-labels-idx1-ubyte.gz", "59999");
+    /* a missing folder says how to get the data */
+    setenv("DESCENT_DATA", tp("no-such-folder"), 1);
+    struct res r;
+    RUN(&r, "run", "--workload", "fmnist-mlp", "--steps", "1", "--out", tp("out-missing"));
+    unsetenv("DESCENT_DATA");
+    expect_usage(&r, "no-such-folder/train-", "dataset-fashion-mnist", "DESCENT_DATA");
+    res_free(&r);
+}
+
+static void test_fmnist_bad_flags(void **state)
+{
+    (void)state;
+    struct res r;
+    RUN(&r, "run", "--workload", "fmnist-cnn", "--variant", "huge", "--steps", "1", "--out", tp("o1"));
+    expect_usage(&r, "--variant", "huge", "classic, small");
+    res_free(&r);
+    RUN(&r, "run", "--workload", "fmnist-mlp", "--hidden", "256,x", "--steps", "1", "--out", tp("o2"));
+    expect_usage(&r, "--hidden", "256,x");
+    res_free(&r);
+    RUN(&r, "run", "--workload", "fmnist-mlp", "--val", "60000", "--steps", "1", "--out", tp("o3"));
+    expect_usage(&r, "--val", "60000");
+    res_free(&r);
+}
+
+/* The parameter names and shapes of nn.Sequential's state_dict. */
+static void expect_tensor(const struct st_file *f, const char *path, const char *name, const char *shape)
+{
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(f->header, name);
+    if (!e) fail_msg("%s: no tensor '%s'", path, name);
+    char *got = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(e, "shape"));
+    if (strcmp(got, shape) != 0) fail_msg("%s: '%s' has shape %s, PyTorch's is %s", path, name, got, shape);
+    free(got);
+}
+
+static void test_fmnist_runs_and_checkpoints(void **state)
+{
+    (void)state;
+    NEED_FMNIST();
+    struct res r;
+    /* softmax: time-to-target, validation split, checkpoint names */
+    RUN(&r, "run", "--workload", "fmnist-softmax", "--optimizer", "adam", "--steps", "40", "--eval-every", "10",
+        "--val", "1000", "--target", "0.5", "--eval-limit", "2000", "--save", tp("sm.safetensors"), "--out", tp("sm"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    struct csv c;
+    csv_load_or_fail(tp("sm/summary.csv"), &c);
+    double x;
+    if (!is_number(csv_get(&c, 0, "steps_to_target"), &x) || x <= 0 || x > 40)
+        fail_msg("steps_to_target '%s' (target 0.5 in 40 Adam steps)", csv_get(&c, 0, "steps_to_target"));
+    if (!is_number(csv_get(&c, 0, "final_val_metric"), &x) || !(x > 0.5))
+        fail_msg("final_val_metric '%s'", csv_get(&c, 0, "final_val_metric"));
+    if (!is_number(csv_get(&c, 0, "n_params"), &x) || x != 7850) fail_msg("n_params '%s'", csv_get(&c, 0, "n_params"));
+    if (!is_number(csv_get(&c, 0, "peak_rss_mb"), &x) || !(x > 0)) fail_msg("peak_rss_mb '%s'", csv_get(&c, 0, "peak_rss_mb"));
+    csv_free(&c);
+    struct st_file f;
+    st_read(tp("sm.safetensors"), &f);
+    expect_tensor(&f, "sm.safetensors", "0.weight", "[10,784]");
+    expect_tensor(&f, "sm.safetensors", "0.bias", "[10]");
+    st_free(&f);
+
+    /* fine-tuning from a checkpoint continues from it: a lower starting loss */
+    RUN(&r, "run", "--workload", "fmnist-softmax", "--optimizer", "adam", "--steps", "5", "--eval-limit", "2000",
+        "--init", tp("sm.safetensors"), "--out", tp("ft"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    struct csv a, b;
+    csv_load_or_fail(tp("sm/curve.csv"), &a);
+    csv_load_or_fail(tp("ft/curve.csv"), &b);
+    double l_scratch = NAN, l_ft = NAN;
+    assert_true(is_number(csv_get(&a, 0, "eval_loss"), &l_scratch));
+    assert_true(is_number(csv_get(&b, 0, "eval_loss"), &l_ft));
+    if (!(l_ft < 0.8 * l_scratch))
+        fail_msg("a run from --init starts at eval loss %g, a fresh one at %g", l_ft, l_scratch);
+    csv_free(&a);
+    csv_free(&b);
+    /* the softmax checkpoint does not fit the MLP: named tensors, exit 2 */
+    RUN(&r, "run", "--workload", "fmnist-mlp", "--steps", "1", "--init", tp("sm.safetensors"), "--out", tp("bad"));
+    expect_usage(&r, "--init", "sm.safetensors");
+    res_free(&r);
+
+    /* the MLP with --hidden and dropout, the two CNNs: PyTorch's names and shapes */
+    RUN(&r, "run", "--workload", "fmnist-mlp", "--hidden", "64,32", "--dropout", "0.2", "--steps", "2",
+        "--eval-limit", "256", "--save-init", tp("mlp.safetensors"), "--out", tp("mlp"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    st_read(tp("mlp.safetensors"), &f);
+    expect_tensor(&f, "mlp.safetensors", "0.weight", "[64,784]");
+    expect_tensor(&f, "mlp.safetensors", "3.weight", "[32,64]");
+    expect_tensor(&f, "mlp.safetensors", "6.weight", "[10,32]");
+    expect_tensor(&f, "mlp.safetensors", "6.bias", "[10]");
+    st_free(&f);
+    RUN(&r, "run", "--workload", "fmnist-cnn", "--variant", "small", "--batch", "16", "--steps", "2",
+        "--eval-limit", "64", "--save", tp("small.safetensors"), "--out", tp("small"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    st_read(tp("small.safetensors"), &f);
+    expect_tensor(&f, "small.safetensors", "0.weight", "[32,1,5,5]");
+    expect_tensor(&f, "small.safetensors", "3.weight", "[64,32,5,5]");
+    expect_tensor(&f, "small.safetensors", "7.weight", "[10,1024]");
+    assert_int_equal(f.data_len, 62346 * 4);
+    st_free(&f);
+    RUN(&r, "run", "--workload", "fmnist-cnn", "--batch", "4", "--steps", "1", "--eval-limit", "8",
+        "--save", tp("classic.safetensors"), "--out", tp("classic"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    st_read(tp("classic.safetensors"), &f);
+    expect_tensor(&f, "classic.safetensors", "0.weight", "[32,1,5,5]");
+    expect_tensor(&f, "classic.safetensors", "3.weight", "[64,32,5,5]");
+    expect_tensor(&f, "classic.safetensors", "7.weight", "[1024,3136]");
+    expect_tensor(&f, "classic.safetensors", "10.weight", "[10,1024]");
+    assert_int_equal(f.data_len, 3274634 * 4);
+    st_free(&f);
+}
+
+/* Same seed, same numbers, dropout and shuffling included; and the thread
+ * count does not change them (the conv's chunking and every reduction are
+ * fixed). */
+static void test_fmnist_reproducible(void **state)
+{
+    (void)state;
+    NEED_FMNIST();
+    static const char *const mlp[] = {"run", "--workload", "fmnist-mlp", "--hidden", "32", "--dropout", "0.3",
+                                      "--optimizer", "adam", "--steps", "30", "--eval-every", "10",
+                                      "--eval-limit", "500", "--normalize", NULL};
+    check_reproducible(mlp);
+    struct res r;
+    const char *threads[2] = {"1", "2"};
+    for (int i = 0; i < 2; i++) {
+        RUN(&r, "run", "--workload", "fmnist-cnn", "--variant", "small", "--batch", "24", "--steps", "3",
+            "--eval-every", "1", "--eval-limit", "48", "--threads", threads[i], "--out", tp("cnn-t%s", threads[i]));
+        expect_exit(&r, 0);
+        res_free(&r);
+    }
+    csv_expect_same(tp("cnn-t1/curve.csv"), tp("cnn-t2/curve.csv"), curve_timing);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
@@ -1471,6 +1681,10 @@ int main(void)
         T(test_export_needs_out),
         T(test_export_numpy),
         T(test_sigkill_leaves_complete_rows),
+        T(test_fmnist_bad_data),
+        T(test_fmnist_bad_flags),
+        T(test_fmnist_runs_and_checkpoints),
+        T(test_fmnist_reproducible),
     };
 #undef T
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);

@@ -39,6 +39,7 @@ struct ds_supervised_spec {
     int in_c, in_h, in_w;         /* a sample's shape for spatial layers (0: [dim, 1, 1]) */
     int64_t n_val;                /* the last n_val training rows are held out as the
                                      validation split (2), sharing their memory */
+    int64_t eval_limit;           /* evaluate on the first eval_limit rows of a split (0: all) */
 };
 
 /* Takes ownership of train and eval (they are zeroed in the caller). */

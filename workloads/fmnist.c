@@ -199,6 +199,7 @@ static ds_status fm_create(enum fm_kind kind, const struct ds_workload_args *a,
         .in_h = in_h,
         .in_w = in_w,
         .n_val = n_val,
+        .eval_limit = a->eval_limit,
     };
     st = ds_supervised_create(be, &spec, &train, &test, t, err);
     if (st != DS_OK) return st; /* it freed the datasets */

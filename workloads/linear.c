@@ -107,6 +107,7 @@ static ds_status linear_create(int kind, const struct ds_workload_args *a, struc
         .metric_higher_better = kind == LOGREG,
         .max_batch = a->max_batch,
         .seed = a->seed,
+        .eval_limit = a->eval_limit,
     };
     st = ds_supervised_create(be, &spec, &train, &eval, t, err);
     if (st != DS_OK) {

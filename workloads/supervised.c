@@ -114,8 +114,9 @@ static void sup_evaluate(struct ds_task *t, int split, double *loss, double *met
     double total = 0.0;
     int64_t correct = 0;
     struct ds_pass pass = {0};
-    for (int64_t r0 = 0; r0 < d->n; r0 += mb) {
-        int rows = d->n - r0 < mb ? (int)(d->n - r0) : mb;
+    int64_t n = s->spec.eval_limit > 0 && s->spec.eval_limit < d->n ? s->spec.eval_limit : d->n;
+    for (int64_t r0 = 0; r0 < n; r0 += mb) {
+        int rows = n - r0 < mb ? (int)(n - r0) : mb;
         const float *x;
         if (s->dx8[split]) {
             /* bytes are converted batch by batch */
@@ -133,10 +134,10 @@ static void sup_evaluate(struct ds_task *t, int split, double *loss, double *met
         total += ds_loss_eval(t->be, s->spec.loss, rows, out, o, targets, NULL, 0.0f, &c);
         correct += c;
     }
-    *loss = d->n ? total / (double)d->n : NAN;
+    *loss = n ? total / (double)n : NAN;
     if (strcmp(s->spec.metric, "accuracy") == 0) {
         /* BCE counts per logit; one logit per sample in our binary tasks */
-        *metric = d->n ? (double)correct / ((double)d->n * (s->spec.loss == DS_LOSS_BCE ? out : 1)) : NAN;
+        *metric = n ? (double)correct / ((double)n * (s->spec.loss == DS_LOSS_BCE ? out : 1)) : NAN;
     } else {
         *metric = *loss;
     }

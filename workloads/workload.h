@@ -34,6 +34,7 @@ struct ds_workload_args {
     const char *variant;/* fmnist-cnn: "classic" or "small" */
     int normalize;      /* image workloads: standardise pixels by the training mean/std */
     long n_val;         /* supervised workloads: training rows held out for validation */
+    long eval_limit;    /* supervised workloads: evaluate on at most this many rows (0: all) */
     int max_batch;      /* largest batch the trainer will ask for (rows per micro-batch) */
 };
 
