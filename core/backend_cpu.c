@@ -200,7 +200,7 @@ static void cpu_im2col(struct ds_backend *be, const struct ds_window *g, const f
                 if (g->stride == 1) {
                     /* a contiguous run between zero margins where the window hangs over the edge */
                     int iw0 = kj - g->pad;
-                    int lo = iw0 < 0 ? -iw0 : 0;
+                    int lo = iw0 < 0 ? (-iw0 < g->ow ? -iw0 : g->ow) : 0;
                     int hi = g->w - iw0 < g->ow ? g->w - iw0 : g->ow;
                     if (hi < lo) hi = lo;
                     for (int ow = 0; ow < lo; ow++) d[ow] = 0.0f;

@@ -120,12 +120,12 @@ ds_status ds_model_create_chw(struct ds_backend *be, int c, int h, int w,
             if (k <= 0 || pad < 0 || (conv && sp->units <= 0) || 2 * pad > k)
                 return ds_model_free(m),
                        ds_err_set(err, DS_ERR_INPUT, "layer %d: %s with kernel %d, padding %d, %d channels",
-                                  i, ds_layer_name(L->kind), k, pad, sp->units);
+                                  i, ds_layer_name(sp->kind), k, pad, sp->units);
             int oh = (fh + 2 * pad - k) / st + 1, ow = (fw + 2 * pad - k) / st + 1;
             if (fh + 2 * pad < k || fw + 2 * pad < k)
                 return ds_model_free(m),
                        ds_err_set(err, DS_ERR_INPUT, "layer %d: %s window %d larger than its input %dx%d",
-                                  i, ds_layer_name(L->kind), k, fh, fw);
+                                  i, ds_layer_name(sp->kind), k, fh, fw);
             L->win = (struct ds_window){.batch = 0, .c = fc, .h = fh, .w = fw, .k = k,
                                         .stride = st, .pad = pad, .oh = oh, .ow = ow};
             L->out_c = conv ? sp->units : fc, L->out_h = oh, L->out_w = ow;
@@ -161,7 +161,7 @@ ds_status ds_model_create_chw(struct ds_backend *be, int c, int h, int w,
             break;
         default:
             return ds_model_free(m),
-                   ds_err_set(err, DS_ERR_INPUT, "layer %d: unknown kind %d", i, (int)L->kind);
+                   ds_err_set(err, DS_ERR_INPUT, "layer %d: unknown kind %d", i, (int)sp->kind);
         }
         L->out = L->out_c * L->out_h * L->out_w;
         fc = L->out_c, fh = L->out_h, fw = L->out_w;
