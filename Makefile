@@ -80,6 +80,14 @@ deps:
 FLAGS_STAMP := $(BUILD)/.flags
 $(shell mkdir -p $(BUILD) && echo '$(CC) $(CFLAGS) $(LDLIBS)' | cmp -s - $(FLAGS_STAMP) || echo '$(CC) $(CFLAGS) $(LDLIBS)' > $(FLAGS_STAMP))
 
+# The element-wise kernels and optimizer loops get -O3 (unless OPT asks for
+# less than -O2, e.g. the sanitizer build's -O1): GCC 12's -O2 vectorises
+# only loops that need no epilogue or alias check, which leaves most of these
+# scalar (the MLP step: 1.14 ms at -O2, 1.03 ms at -O3).
+KERNEL_OPT ?= $(if $(filter -O2 -O3,$(OPT)),-O3,)
+KERNEL_OBJ := $(BUILD)/obj/core/backend_cpu.o $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard optimizers/*.c))
+$(KERNEL_OBJ): CFLAGS += $(KERNEL_OPT)
+
 $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "CC $<"

@@ -3,6 +3,7 @@
  * place (with the subcommands' own entry points) that turns a status into an
  * exit code (DESIGN.md: 0 ok, 1 failed/diverged, 2 bad usage or input).
  */
+#include "bench_optim.h"
 #include "config.h"
 #include "output.h"
 #include "run.h"
@@ -18,7 +19,7 @@
 #include <unistd.h>
 
 static const char *const ds_commands =
-    "list, info, run, export, help";
+    "list, info, run, export, bench-optim, help";
 
 static void usage(FILE *f)
 {
@@ -29,6 +30,8 @@ static void usage(FILE *f)
             "  descent run [options]        one training run (descent help run: its options)\n"
             "  descent export --workload W --seed S --out DIR\n"
             "                               the workload's data as .npy, to rerun it elsewhere\n"
+            "  descent bench-optim [--optimizer adam] [--n 10000000] [--threads 2] [--repeat 30]\n"
+            "                               one optimizer step against a STREAM triad of the same bytes\n"
             "exit codes: 0 ok, 1 run failed or diverged, 2 bad usage or input\n");
 }
 
@@ -70,6 +73,7 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "run") == 0) return ds_cmd_run(argc - 2, argv + 2);
     if (strcmp(cmd, "export") == 0) return ds_cmd_export(argc - 2, argv + 2);
+    if (strcmp(cmd, "bench-optim") == 0) return ds_cmd_bench_optim(argc - 2, argv + 2);
     if ((strcmp(cmd, "list") == 0 || strcmp(cmd, "info") == 0) && argc > 2) {
         fprintf(stderr, "descent: %s takes no arguments (got '%s')\n", cmd, argv[2]);
         return 2;
