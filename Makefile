@@ -50,8 +50,8 @@ LIB_SRC := $(wildcard core/*.c optimizers/*.c workloads/*.c) \
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
-# Unit tests: everything but the command-line tests (which run the binary).
-UNIT_BIN := $(filter-out $(BUILD)/tests/test_cli,$(TEST_BIN))
+# Unit tests: everything but the tests that run the binary (command line, replay).
+UNIT_BIN := $(filter-out $(BUILD)/tests/test_cli $(BUILD)/tests/test_replay,$(TEST_BIN))
 
 .PHONY: all deps test test-unit test-sanitize bench peer-fmnist clean install help
 all: deps $(BUILD)/descent
