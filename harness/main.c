@@ -39,10 +39,10 @@ static int cmd_list(void)
 {
     printf("workloads:\n");
     for (int i = 0; i < ds_workload_count(); i++)
-        printf("  %-12s %s\n", ds_workload_at(i)->name, ds_workload_at(i)->summary);
+        printf("  %-15s %s\n", ds_workload_at(i)->name, ds_workload_at(i)->summary);
     printf("optimizers:\n");
     for (int i = 0; i < ds_optim_count(); i++)
-        printf("  %-12s %s\n", ds_optim_at(i)->name, ds_optim_at(i)->summary);
+        printf("  %-15s %s\n", ds_optim_at(i)->name, ds_optim_at(i)->summary);
     printf("schedules:\n ");
     for (int s = 0; s < DS_SCHED_COUNT; s++) printf(" %s", ds_sched_name((enum ds_sched_kind)s));
     printf("\ninit schemes:\n ");
