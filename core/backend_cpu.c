@@ -206,6 +206,42 @@ static void cpu_im2col(struct ds_backend *be, const struct ds_window *g, const f
     for (int r = 0; r < rows; r++) {
         int ci = r / (K * K), ki = (r / K) % K, kj = r % K;
         float *dst = cols + (size_t)r * BP;
+        if (g->stride == 1) {
+            /* The row's geometry is the same for every image: output rows
+             * [oh0, oh1) read inside the image, and in them the columns
+             * [lo, hi); the rest is zero padding. */
+            int ih0 = ki - g->pad, iw0 = kj - g->pad;
+            int oh0 = ih0 < 0 ? (-ih0 < g->oh ? -ih0 : g->oh) : 0;
+            int oh1 = g->h - ih0 < g->oh ? g->h - ih0 : g->oh;
+            int lo = iw0 < 0 ? (-iw0 < g->ow ? -iw0 : g->ow) : 0;
+            int hi = g->w - iw0 < g->ow ? g->w - iw0 : g->ow;
+            if (oh1 < oh0) oh1 = oh0;
+            if (hi < lo) hi = lo;
+            int full = oh0 == 0 && oh1 == g->oh && lo == 0 && hi == g->ow;
+            for (int b = 0; b < g->batch; b++) {
+                /* in-image offsets only: (oh + ih0) >= 0 and (lo + iw0) >= 0 where read */
+                const float *src = x + ((size_t)b * g->c + ci) * plane;
+                float *d = dst + (size_t)b * P;
+                if (full) { /* no padding reached: rows of ow floats, nothing else */
+                    const float *s0 = src + (size_t)ih0 * g->w + (size_t)iw0;
+                    for (int oh = 0; oh < g->oh; oh++)
+                        copy_run(d + (size_t)oh * g->ow, s0 + (size_t)oh * g->w, g->ow);
+                    continue;
+                }
+                for (int oh = 0; oh < g->oh; oh++) {
+                    float *dr = d + (size_t)oh * g->ow;
+                    if (oh < oh0 || oh >= oh1) {
+                        memset(dr, 0, (size_t)g->ow * sizeof(float));
+                        continue;
+                    }
+                    for (int ow = 0; ow < lo; ow++) dr[ow] = 0.0f;
+                    if (hi > lo)
+                        copy_run(dr + lo, src + (size_t)(oh + ih0) * g->w + (size_t)(lo + iw0), hi - lo);
+                    for (int ow = hi; ow < g->ow; ow++) dr[ow] = 0.0f;
+                }
+            }
+            continue;
+        }
         for (int b = 0; b < g->batch; b++) {
             const float *src = x + ((size_t)b * g->c + ci) * plane;
             for (int oh = 0; oh < g->oh; oh++) {
@@ -216,20 +252,9 @@ static void cpu_im2col(struct ds_backend *be, const struct ds_window *g, const f
                     continue;
                 }
                 const float *srow = src + (size_t)ih * g->w;
-                if (g->stride == 1) {
-                    /* a contiguous run between zero margins where the window hangs over the edge */
-                    int iw0 = kj - g->pad;
-                    int lo = iw0 < 0 ? (-iw0 < g->ow ? -iw0 : g->ow) : 0;
-                    int hi = g->w - iw0 < g->ow ? g->w - iw0 : g->ow;
-                    if (hi < lo) hi = lo;
-                    for (int ow = 0; ow < lo; ow++) d[ow] = 0.0f;
-                    if (hi > lo) copy_run(d + lo, srow + iw0 + lo, hi - lo);
-                    for (int ow = hi; ow < g->ow; ow++) d[ow] = 0.0f;
-                } else {
-                    for (int ow = 0; ow < g->ow; ow++) {
-                        int iw = ow * g->stride - g->pad + kj;
-                        d[ow] = (iw >= 0 && iw < g->w) ? srow[iw] : 0.0f;
-                    }
+                for (int ow = 0; ow < g->ow; ow++) {
+                    int iw = ow * g->stride - g->pad + kj;
+                    d[ow] = (iw >= 0 && iw < g->w) ? srow[iw] : 0.0f;
                 }
             }
         }
