@@ -432,14 +432,33 @@ static void cpu_pool_backward(struct ds_backend *be, enum ds_pool_kind kind,
                 const float *r0 = src + (size_t)(2 * oh) * g->w, *r1 = r0 + g->w;
                 float *d0 = dst + (size_t)(2 * oh) * g->w, *d1 = d0 + g->w;
                 const float *yy = yo + (size_t)oh * g->ow, *gg = go + (size_t)oh * g->ow;
-                for (int ow = 0; ow < g->ow; ow++) {
+                int nan_row = 0;
+                for (int ow = 0; ow < g->ow; ow++) nan_row |= yy[ow] != yy[ow];
+                if (!nan_row) {
+                    /* selects only, no branches: the gradient goes to the first
+                     * position equal to the max and `rest` is what is left */
+                    for (int ow = 0; ow < g->ow; ow++) {
+                        int j = 2 * ow;
+                        float m = yy[ow];
+                        /* as bit masks: GCC keeps float selects as branches */
+                        uint32_t rest, ea = -(uint32_t)(r0[j] == m), eb = -(uint32_t)(r0[j + 1] == m),
+                                       ec = -(uint32_t)(r1[j] == m), o;
+                        memcpy(&rest, &gg[ow], 4);
+                        o = rest & ea, memcpy(&d0[j], &o, 4), rest &= ~ea;
+                        o = rest & eb, memcpy(&d0[j + 1], &o, 4), rest &= ~eb;
+                        o = rest & ec, memcpy(&d1[j], &o, 4), rest &= ~ec;
+                        memcpy(&d1[j + 1], &rest, 4);
+                    }
+                    continue;
+                }
+                for (int ow = 0; ow < g->ow; ow++) { /* rare: a NaN in the row */
                     int j = 2 * ow;
                     float m = yy[ow], gv = gg[ow];
                     float a = r0[j], b = r0[j + 1], c = r1[j];
                     int ea, eb, ec;
                     if (m == m) {
                         ea = a == m, eb = b == m, ec = c == m;
-                    } else { /* rare: a NaN window */
+                    } else {
                         ea = a != a, eb = b != b, ec = c != c;
                     }
                     int ta = ea, tb = !ea && eb, tc = !ea && !eb && ec, te = !ea && !eb && !ec;
