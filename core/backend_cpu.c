@@ -278,19 +278,25 @@ static void cpu_col2im(struct ds_backend *be, const struct ds_window *g, const f
         for (int ki = 0; ki < K; ki++)
             for (int kj = 0; kj < K; kj++) {
                 const float *src = cols + ((size_t)(ci * K + ki) * K + kj) * BP + (size_t)b * P;
+                if (g->stride == 1) {
+                    /* the output rows [oh0, oh1) and columns [lo, hi) that
+                     * read inside the image, as in im2col */
+                    int ih0 = ki - g->pad, iw0 = kj - g->pad;
+                    int oh0 = ih0 < 0 ? (-ih0 < g->oh ? -ih0 : g->oh) : 0;
+                    int oh1 = g->h - ih0 < g->oh ? g->h - ih0 : g->oh;
+                    int lo = iw0 < 0 ? (-iw0 < g->ow ? -iw0 : g->ow) : 0;
+                    int hi = g->w - iw0 < g->ow ? g->w - iw0 : g->ow;
+                    if (hi <= lo) continue;
+                    for (int oh = oh0; oh < oh1; oh++)
+                        add_run(dst + (size_t)(oh + ih0) * g->w + (size_t)(lo + iw0),
+                                src + (size_t)oh * g->ow + lo, hi - lo);
+                    continue;
+                }
                 for (int oh = 0; oh < g->oh; oh++) {
                     int ih = oh * g->stride - g->pad + ki;
                     if (ih < 0 || ih >= g->h) continue;
                     float *drow = dst + (size_t)ih * g->w;
                     const float *s = src + (size_t)oh * g->ow;
-                    if (g->stride == 1) {
-                        /* the positions whose input column lies inside the image */
-                        int iw0 = kj - g->pad;
-                        int lo = iw0 < 0 ? (-iw0 < g->ow ? -iw0 : g->ow) : 0;
-                        int hi = g->w - iw0 < g->ow ? g->w - iw0 : g->ow;
-                        if (hi > lo) add_run(drow + iw0 + lo, s + lo, hi - lo);
-                        continue;
-                    }
                     for (int ow = 0; ow < g->ow; ow++) {
                         int iw = ow * g->stride - g->pad + kj;
                         if (iw >= 0 && iw < g->w) drow[iw] += s[ow];
