@@ -35,7 +35,15 @@ CFLAGS_BASE += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-reco
 LDFLAGS_SAN := -fsanitize=$(SANITIZE)
 endif
 GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
-CFLAGS := $(CFLAGS_BASE) -DDS_GIT_REV='"$(GIT_REV)"' -DDS_BUILD_CFLAGS='"$(strip $(CFLAGS_BASE))"'
+# The element-wise kernels and optimizer loops get -O3 (unless OPT asks for
+# less than -O2, e.g. the sanitizer build's -O1): GCC 12's -O2 vectorises
+# only loops that need no epilogue or alias check, which leaves most of these
+# scalar (the MLP step: 1.14 ms at -O2, 1.03 ms at -O3).
+KERNEL_OPT ?= $(if $(filter -O2 -O3,$(OPT)),-O3,)
+# -fno-tree-loop-distribute-patterns: the row copies of im2col are a few
+# floats long; GCC otherwise turns them into memmove calls (7% of a CNN step).
+KERNEL_FLAGS := $(KERNEL_OPT) -fno-tree-loop-distribute-patterns
+CFLAGS := $(CFLAGS_BASE) -DDS_GIT_REV='"$(GIT_REV)"' -DDS_BUILD_CFLAGS='"$(strip $(CFLAGS_BASE)) (kernels: $(strip $(KERNEL_FLAGS)))"'
 LDLIBS := -fopenmp $(LDFLAGS_SAN) -L$(OPENBLAS_DIR) -Wl,--disable-new-dtags,-rpath,$(OPENBLAS_DIR) \
           -lopenblas -llapacke -lcjson -lz -lm
 
@@ -78,17 +86,11 @@ deps:
 # Objects depend on the flags they were built with: changing OPT, NATIVE or
 # SANITIZE rebuilds them instead of silently linking stale objects.
 FLAGS_STAMP := $(BUILD)/.flags
-$(shell mkdir -p $(BUILD) && echo '$(CC) $(CFLAGS) $(LDLIBS)' | cmp -s - $(FLAGS_STAMP) || echo '$(CC) $(CFLAGS) $(LDLIBS)' > $(FLAGS_STAMP))
+$(shell mkdir -p $(BUILD) && echo '$(CC) $(CFLAGS) $(KERNEL_FLAGS) $(LDLIBS)' | cmp -s - $(FLAGS_STAMP) || echo '$(CC) $(CFLAGS) $(KERNEL_FLAGS) $(LDLIBS)' > $(FLAGS_STAMP))
 
-# The element-wise kernels and optimizer loops get -O3 (unless OPT asks for
-# less than -O2, e.g. the sanitizer build's -O1): GCC 12's -O2 vectorises
-# only loops that need no epilogue or alias check, which leaves most of these
-# scalar (the MLP step: 1.14 ms at -O2, 1.03 ms at -O3).
-KERNEL_OPT ?= $(if $(filter -O2 -O3,$(OPT)),-O3,)
+
 KERNEL_OBJ := $(BUILD)/obj/core/backend_cpu.o $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard optimizers/*.c))
-# -fno-tree-loop-distribute-patterns: the row copies of im2col are a few
-# floats long; GCC otherwise turns them into memmove calls (7% of a CNN step).
-$(KERNEL_OBJ): CFLAGS += $(KERNEL_OPT) -fno-tree-loop-distribute-patterns
+$(KERNEL_OBJ): CFLAGS += $(KERNEL_FLAGS)
 
 $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
