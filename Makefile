@@ -105,7 +105,7 @@ $(BUILD)/descent: $(BUILD)/obj/harness/main.o $(BUILD)/libdescent.a
 	@echo "LD $@"
 	@$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libdescent.a $(FLAGS_STAMP)
+$(BUILD)/tests/%: tests/%.c tests/testutil.h tests/gcutil.h $(BUILD)/libdescent.a $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
 	@$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libdescent.a $(LDLIBS) -lcmocka

@@ -19,6 +19,7 @@
  * is visible in the TAP log. Seeds are fixed per test: a failure reproduces.
  */
 #include "testutil.h"
+#include "gcutil.h"
 
 #include "../core/backend.h"
 #include "../core/model.h"
@@ -56,64 +57,6 @@
 #define GC_FLOOR 0.05
 #define GC_MAX_EXCLUDED 0.25
 #define GC_TRIALS 4
-
-static struct ds_backend g_be;
-
-/* ---- a small deterministic generator for shapes and inputs (splitmix64) ---- */
-
-struct rng {
-    uint64_t s;
-};
-
-static uint64_t rng_next(struct rng *r)
-{
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* uniform in [lo, hi) */
-static double rng_unif(struct rng *r, double lo, double hi)
-{
-    return lo + (hi - lo) * ((double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0));
-}
-
-/* uniform integer in [lo, hi] */
-static int rng_int(struct rng *r, int lo, int hi)
-{
-    return lo + (int)(rng_next(r) % (uint64_t)(hi - lo + 1));
-}
-
-static void rng_fill(struct rng *r, float *x, size_t n, double lo, double hi)
-{
-    for (size_t i = 0; i < n; i++) x[i] = (float)rng_unif(r, lo, hi);
-}
-
-/* ---- backend and host memory ---- */
-
-static float *dev_alloc(size_t n)
-{
-    float *p = g_be.ops->alloc(&g_be, (n ? n : 1) * sizeof(float));
-    assert_non_null(p);
-    return p;
-}
-static void dev_free(void *p) { g_be.ops->free(&g_be, p); }
-static void dev_put(float *dst, const float *src, size_t n)
-{
-    g_be.ops->upload(&g_be, dst, src, n * sizeof(float));
-}
-static void dev_get(float *dst, const float *src, size_t n)
-{
-    g_be.ops->download(&g_be, dst, src, n * sizeof(float));
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    assert_non_null(p);
-    return p;
-}
 
 /* Output side of a window: floor((n + 2 pad - k) / s) + 1. */
 static int out_side(int n, int k, int s, int pad) { return (n + 2 * pad - k) / s + 1; }
