@@ -18,7 +18,7 @@ struct rng {
     uint64_t s;
 };
 
-static uint64_t rng_next(struct rng *r)
+static inline uint64_t rng_next(struct rng *r)
 {
     uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -27,18 +27,18 @@ static uint64_t rng_next(struct rng *r)
 }
 
 /* uniform in [lo, hi) */
-static double rng_unif(struct rng *r, double lo, double hi)
+static inline double rng_unif(struct rng *r, double lo, double hi)
 {
     return lo + (hi - lo) * ((double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0));
 }
 
 /* uniform integer in [lo, hi] */
-static int rng_int(struct rng *r, int lo, int hi)
+static inline int rng_int(struct rng *r, int lo, int hi)
 {
     return lo + (int)(rng_next(r) % (uint64_t)(hi - lo + 1));
 }
 
-static void rng_fill(struct rng *r, float *x, size_t n, double lo, double hi)
+static inline void rng_fill(struct rng *r, float *x, size_t n, double lo, double hi)
 {
     for (size_t i = 0; i < n; i++) x[i] = (float)rng_unif(r, lo, hi);
 }
@@ -49,12 +49,12 @@ static inline float *dev_alloc(size_t n)
     assert_non_null(p);
     return p;
 }
-static void dev_free(void *p) { g_be.ops->free(&g_be, p); }
-static void dev_put(float *dst, const float *src, size_t n)
+static inline void dev_free(void *p) { g_be.ops->free(&g_be, p); }
+static inline void dev_put(float *dst, const float *src, size_t n)
 {
     g_be.ops->upload(&g_be, dst, src, n * sizeof(float));
 }
-static void dev_get(float *dst, const float *src, size_t n)
+static inline void dev_get(float *dst, const float *src, size_t n)
 {
     g_be.ops->download(&g_be, dst, src, n * sizeof(float));
 }
