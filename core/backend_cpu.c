@@ -194,6 +194,27 @@ static inline void add_run(float *restrict d, const float *restrict s, int n)
     for (; i < n; i++) d[i] += s[i];
 }
 
+/* For stride 1: kernel position (ki, kj) reads input row oh + ih0 and column
+ * ow + iw0; the output rows [oh0, oh1) and columns [lo, hi) are the ones that
+ * read inside the image (the rest is zero padding). Shared by im2col and its
+ * adjoint so the two agree by construction. */
+struct span1 {
+    int ih0, iw0, oh0, oh1, lo, hi;
+};
+
+static inline struct span1 span1_of(const struct ds_window *g, int ki, int kj)
+{
+    struct span1 s;
+    s.ih0 = ki - g->pad, s.iw0 = kj - g->pad;
+    s.oh0 = s.ih0 < 0 ? (-s.ih0 < g->oh ? -s.ih0 : g->oh) : 0;
+    s.oh1 = g->h - s.ih0 < g->oh ? g->h - s.ih0 : g->oh;
+    s.lo = s.iw0 < 0 ? (-s.iw0 < g->ow ? -s.iw0 : g->ow) : 0;
+    s.hi = g->w - s.iw0 < g->ow ? g->w - s.iw0 : g->ow;
+    if (s.oh1 < s.oh0) s.oh1 = s.oh0;
+    if (s.hi < s.lo) s.hi = s.lo;
+    return s;
+}
+
 static void cpu_im2col(struct ds_backend *be, const struct ds_window *g, const float *x,
                        float *cols)
 {
@@ -207,16 +228,9 @@ static void cpu_im2col(struct ds_backend *be, const struct ds_window *g, const f
         int ci = r / (K * K), ki = (r / K) % K, kj = r % K;
         float *dst = cols + (size_t)r * BP;
         if (g->stride == 1) {
-            /* The row's geometry is the same for every image: output rows
-             * [oh0, oh1) read inside the image, and in them the columns
-             * [lo, hi); the rest is zero padding. */
-            int ih0 = ki - g->pad, iw0 = kj - g->pad;
-            int oh0 = ih0 < 0 ? (-ih0 < g->oh ? -ih0 : g->oh) : 0;
-            int oh1 = g->h - ih0 < g->oh ? g->h - ih0 : g->oh;
-            int lo = iw0 < 0 ? (-iw0 < g->ow ? -iw0 : g->ow) : 0;
-            int hi = g->w - iw0 < g->ow ? g->w - iw0 : g->ow;
-            if (oh1 < oh0) oh1 = oh0;
-            if (hi < lo) hi = lo;
+            /* the row's geometry is the same for every image */
+            struct span1 sp = span1_of(g, ki, kj);
+            int ih0 = sp.ih0, iw0 = sp.iw0, oh0 = sp.oh0, oh1 = sp.oh1, lo = sp.lo, hi = sp.hi;
             int full = oh0 == 0 && oh1 == g->oh && lo == 0 && hi == g->ow;
             for (int b = 0; b < g->batch; b++) {
                 /* in-image offsets only: (oh + ih0) >= 0 and (lo + iw0) >= 0 where read */
@@ -279,17 +293,11 @@ static void cpu_col2im(struct ds_backend *be, const struct ds_window *g, const f
             for (int kj = 0; kj < K; kj++) {
                 const float *src = cols + ((size_t)(ci * K + ki) * K + kj) * BP + (size_t)b * P;
                 if (g->stride == 1) {
-                    /* the output rows [oh0, oh1) and columns [lo, hi) that
-                     * read inside the image, as in im2col */
-                    int ih0 = ki - g->pad, iw0 = kj - g->pad;
-                    int oh0 = ih0 < 0 ? (-ih0 < g->oh ? -ih0 : g->oh) : 0;
-                    int oh1 = g->h - ih0 < g->oh ? g->h - ih0 : g->oh;
-                    int lo = iw0 < 0 ? (-iw0 < g->ow ? -iw0 : g->ow) : 0;
-                    int hi = g->w - iw0 < g->ow ? g->w - iw0 : g->ow;
-                    if (hi <= lo) continue;
-                    for (int oh = oh0; oh < oh1; oh++)
-                        add_run(dst + (size_t)(oh + ih0) * g->w + (size_t)(lo + iw0),
-                                src + (size_t)oh * g->ow + lo, hi - lo);
+                    struct span1 sp = span1_of(g, ki, kj);
+                    if (sp.hi == sp.lo) continue;
+                    for (int oh = sp.oh0; oh < sp.oh1; oh++)
+                        add_run(dst + (size_t)(oh + sp.ih0) * g->w + (size_t)(sp.lo + sp.iw0),
+                                src + (size_t)oh * g->ow + sp.lo, sp.hi - sp.lo);
                     continue;
                 }
                 for (int oh = 0; oh < g->oh; oh++) {

@@ -66,4 +66,23 @@ static inline void *xcalloc(size_t n, size_t size)
     return p;
 }
 
+/* Group setup and teardown: the one-thread CPU backend the tests run on. */
+static inline int setup_backend(void **state)
+{
+    (void)state;
+    struct ds_err err = {{0}};
+    if (ds_backend_create("cpu", 1, &g_be, &err) != DS_OK) {
+        fprintf(stderr, "cpu backend: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static inline int teardown_backend(void **state)
+{
+    (void)state;
+    ds_backend_destroy(&g_be);
+    return 0;
+}
+
 #endif

@@ -858,24 +858,6 @@ static void test_supervised_microbatch(void **state)
 
 /* ================================== main ================================== */
 
-static int setup_backend(void **state)
-{
-    (void)state;
-    struct ds_err err = {{0}};
-    if (ds_backend_create("cpu", 1, &g_be, &err) != DS_OK) {
-        fprintf(stderr, "cpu backend: %s\n", err.msg);
-        return -1;
-    }
-    return 0;
-}
-
-static int teardown_backend(void **state)
-{
-    (void)state;
-    ds_backend_destroy(&g_be);
-    return 0;
-}
-
 int main(void)
 {
     struct CMUnitTest tests[N_GC_CASES + 10];
