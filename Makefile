@@ -89,7 +89,7 @@ FLAGS_STAMP := $(BUILD)/.flags
 $(shell mkdir -p $(BUILD) && echo '$(CC) $(CFLAGS) $(KERNEL_FLAGS) $(LDLIBS)' | cmp -s - $(FLAGS_STAMP) || echo '$(CC) $(CFLAGS) $(KERNEL_FLAGS) $(LDLIBS)' > $(FLAGS_STAMP))
 
 
-KERNEL_OBJ := $(BUILD)/obj/core/backend_cpu.o $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard optimizers/*.c))
+KERNEL_OBJ := $(BUILD)/obj/core/backend_cpu.o $(BUILD)/obj/core/conv_winograd.o $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard optimizers/*.c))
 $(KERNEL_OBJ): CFLAGS += $(KERNEL_FLAGS)
 
 $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)

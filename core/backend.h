@@ -72,7 +72,9 @@ struct ds_backend_ops {
 
     /* Conv2d forward and backward over a batch, the way the backend does it
      * best (CPU: chunks of samples small enough that their unrolled columns
-     * stay in the core's cache, one GEMM per chunk on each thread).
+     * stay in the core's cache, one GEMM per chunk on each thread; 5x5
+     * stride-1 convolutions over a multiple of 8 channels by Winograd's
+     * F(2x2, 5x5), see conv_winograd.c).
      * W [out_c, c, k, k], bias [out_c]; x [batch, c, h, w]; y and pre
      * [batch, out_c, oh, ow]. y = act(conv(x, W) + bias); pre (may be NULL)
      * receives the pre-activation (GELU's backward needs it).

@@ -5,7 +5,9 @@
  * in double and combined in chunk order, so results do not depend on the
  * thread count.
  */
+#include "act.h"
 #include "backend.h"
+#include "conv_winograd.h"
 #include "philox.h"
 
 #include <cblas.h>
@@ -62,35 +64,6 @@ static void cpu_gemm(struct ds_backend *be, int ta, int tb, int m, int n, int k,
                 n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-/* Activations and their derivatives. d/dx from the output where the maths
- * allows it (relu, tanh, sigmoid), from the input for gelu. */
-static inline float act_fwd(enum ds_act act, float x)
-{
-    switch (act) {
-    case DS_ACT_RELU: return x > 0.0f ? x : 0.0f;
-    case DS_ACT_TANH: return tanhf(x);
-    case DS_ACT_SIGMOID: return 1.0f / (1.0f + expf(-x));
-    case DS_ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-    default: return x;
-    }
-}
-
-static inline float act_grad(enum ds_act act, float x, float y)
-{
-    switch (act) {
-    case DS_ACT_RELU: return y > 0.0f ? 1.0f : 0.0f;
-    case DS_ACT_TANH: return 1.0f - y * y;
-    case DS_ACT_SIGMOID: return y * (1.0f - y);
-    case DS_ACT_GELU: {
-        /* Phi(x) + x * phi(x) */
-        float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
-        float pdf = expf(-0.5f * x * x) * 0.39894228040143268f;
-        return cdf + x * pdf;
-    }
-    default: return 1.0f;
-    }
-}
-
 static void cpu_bias_act(struct ds_backend *be, int rows, int cols, float *y, const float *bias,
                          enum ds_act act, float *pre)
 {
@@ -113,7 +86,7 @@ static void cpu_bias_act(struct ds_backend *be, int rows, int cols, float *y, co
         for (int c = 0; c < cols; c++) {
             float z = row[c] + (bias ? bias[c] : 0.0f);
             if (prow) prow[c] = z;
-            row[c] = act_fwd(act, z);
+            row[c] = ds_act_fwd(act, z);
         }
     }
 }
@@ -128,7 +101,8 @@ static void cpu_act_backward(struct ds_backend *be, size_t n, enum ds_act act, c
         return;
     }
 #pragma omp parallel for schedule(static) if (n > DS_CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) dx[i] = dy[i] * act_grad(act, x ? x[i] : 0.0f, y ? y[i] : 0.0f);
+    for (size_t i = 0; i < n; i++)
+        dx[i] = dy[i] * ds_act_grad(act, x ? x[i] : 0.0f, y ? y[i] : 0.0f);
 }
 
 static void cpu_col_sum(struct ds_backend *be, int rows, int cols, const float *x, float *out,
@@ -335,7 +309,7 @@ static void cpu_chw_bias_act(struct ds_backend *be, int batch, int ch, int P, co
             for (int p = 0; p < P; p++) {
                 float z = s[p] + bv;
                 if (pr) pr[p] = z;
-                d[p] = act_fwd(act, z);
+                d[p] = ds_act_fwd(act, z);
             }
         }
     }
@@ -357,7 +331,7 @@ static void cpu_chw_act_backward(struct ds_backend *be, int batch, int ch, int P
             memcpy(d, g, (size_t)P * sizeof(float));
         } else {
             const float *pr = pre ? pre + (size_t)bc * P : NULL;
-            for (int p = 0; p < P; p++) d[p] = g[p] * act_grad(act, pr ? pr[p] : 0.0f, yy[p]);
+            for (int p = 0; p < P; p++) d[p] = g[p] * ds_act_grad(act, pr ? pr[p] : 0.0f, yy[p]);
         }
     }
 }
@@ -513,6 +487,9 @@ static void cpu_pool_backward(struct ds_backend *be, enum ds_pool_kind kind,
 }
 
 /* ---- Conv2d: chunked im2col + GEMM --------------------------------------
+ * (5x5 stride-1 convolutions over a multiple of 8 channels go to the
+ * Winograd path of conv_winograd.c instead: a third of the arithmetic.)
+ *
  * A whole batch unrolled is large (the small CNN's second convolution: 26 MB
  * of columns for 128 images), and a GEMM over it spends as long packing the
  * columns from memory as multiplying. So the batch is cut into chunks of
@@ -549,6 +526,7 @@ static struct conv_plan conv_plan_of(const struct ds_window *g, int out_c)
 
 static size_t cpu_conv_workspace(struct ds_backend *be, const struct ds_window *g, int out_c)
 {
+    if (ds_wino_fits(g, out_c)) return ds_wino_workspace(g, out_c, be->threads);
     struct conv_plan p = conv_plan_of(g, out_c);
     return (size_t)be->threads * p.per_thread + (size_t)p.chunks * p.partial;
 }
@@ -557,6 +535,10 @@ static void cpu_conv_forward(struct ds_backend *be, const struct ds_window *g, i
                              const float *x, const float *W, const float *bias, enum ds_act act,
                              float *y, float *pre, float *ws)
 {
+    if (ds_wino_fits(g, out_c)) {
+        ds_wino_forward(be->threads, g, out_c, x, W, bias, act, y, pre, ws);
+        return;
+    }
     struct conv_plan p = conv_plan_of(g, out_c);
     const int ckk = g->c * g->k * g->k, P = g->oh * g->ow;
     const size_t in_s = (size_t)g->c * g->h * g->w, out_s = (size_t)out_c * P;
@@ -582,6 +564,10 @@ static void cpu_conv_backward(struct ds_backend *be, const struct ds_window *g, 
                               const float *pre, const float *dy, float *dW, float *db, float *dx,
                               int accumulate, float *ws)
 {
+    if (ds_wino_fits(g, out_c)) {
+        ds_wino_backward(be->threads, g, out_c, act, x, W, y, pre, dy, dW, db, dx, accumulate, ws);
+        return;
+    }
     struct conv_plan p = conv_plan_of(g, out_c);
     const int ckk = g->c * g->k * g->k, P = g->oh * g->ow;
     const size_t in_s = (size_t)g->c * g->h * g->w, out_s = (size_t)out_c * P;

@@ -13,6 +13,10 @@
  *  - the ops directly: im2col against its formula, col2im against loops and
  *    as im2col's adjoint, row_sum, chw_bias_act, chw_act_backward, gather_u8,
  *    and a conv stack bit for bit with 1 and 2 threads;
+ *  - the CPU's Winograd F(2x2, 5x5) path (5x5, stride 1, channels a multiple
+ *    of 8): forward and backward against loops in double at chunked batches,
+ *    padding and odd output sides; central differences through it; and 1 vs
+ *    2 threads bit for bit;
  *  - ds_model_create_chw's errors on windows that do not fit.
  *
  * Every test prints "# <case>: worst ..." so the margin under each tolerance
@@ -22,6 +26,7 @@
 #include "gcutil.h"
 
 #include "../core/backend.h"
+#include "../core/conv_winograd.h"
 #include "../core/model.h"
 
 /*
@@ -634,6 +639,9 @@ struct cc_case {
 
 #define CONV(k, s, p)                                                                        \
     {.kind = DS_LAYER_CONV2D, .units = -1, .kernel = (k), .stride = (s), .pad = (p)}
+/* Conv2d with a fixed width, e.g. 8 channels into a 5x5 conv the CPU runs as Winograd */
+#define CONVN(n, k, s, p)                                                                    \
+    {.kind = DS_LAYER_CONV2D, .units = (n), .kernel = (k), .stride = (s), .pad = (p)}
 #define MAXP(k, s) {.kind = DS_LAYER_MAXPOOL2D, .kernel = (k), .stride = (s)}
 #define AVGP(k, s) {.kind = DS_LAYER_AVGPOOL2D, .kernel = (k), .stride = (s)}
 #define LIN {.kind = DS_LAYER_LINEAR, .units = -1}
@@ -662,6 +670,11 @@ static const struct cc_case cc_cases[] = {
      {CONV(5, 1, 2), RELU, MAXP(2, 0), FLAT, LIN, RELU, DROP, LIN}, 1, 2, 4, 7, 2},
     {"grad Conv-Tanh-AvgPool-Flatten-Linear", 5,
      {CONV(3, -1, -1), TANH, AVGP(2, 0), FLAT, LIN}, 1, 3, 5, 9, 2},
+    /* 8 -> 8 channels, 5x5, stride 1: the CPU's Winograd F(2x2, 5x5) path */
+    {"grad Conv-Tanh-Conv5x5(8->8, Winograd)-Tanh-Flatten-Linear", 6,
+     {CONVN(8, 3, 1, 1), TANH, CONVN(8, 5, 1, -1), TANH, FLAT, LIN}, 1, 2, 6, 9, 2},
+    {"grad Conv-GELU-Conv5x5(8->16, Winograd, pad)-GELU-AvgPool-Flatten-Linear", 7,
+     {CONVN(8, 1, 1, 0), GELU, CONVN(16, 5, 1, 2), GELU, AVGP(2, 0), FLAT, LIN}, 1, 2, 6, 8, 2},
 };
 #define N_CC_CASES DS_ARRAY_LEN(cc_cases)
 
@@ -1066,9 +1079,18 @@ static void test_conv_backward_chunks(void **state)
         {4, 4, 4, 32, 32, 2, 5, 1, 2, DS_LAYER_CONV2D, DS_ACT_NONE},
         {20, 20, 3, 30, 30, 4, 3, 2, 1, DS_LAYER_RELU, DS_ACT_RELU},
         {11, 13, 1, 28, 28, 3, 5, 1, 2, DS_LAYER_TANH, DS_ACT_TANH},
+        /* 5x5, stride 1, channels a multiple of 8: the CPU's Winograd path.
+         * The small CNN's second conv (3 chunks of 4, 4, 2 images); padding
+         * with an odd output side (19x19 tiles cut at the edge) in 3 chunks
+         * with a short last one; two 8-channel blocks, 9x8 output; a one-chunk
+         * batch smaller than the model's */
+        {10, 10, 32, 12, 12, 64, 5, 1, 0, DS_LAYER_RELU, DS_ACT_RELU},
+        {7, 7, 16, 21, 21, 8, 5, 1, 1, DS_LAYER_CONV2D, DS_ACT_NONE},
+        {5, 5, 16, 11, 10, 8, 5, 1, 1, DS_LAYER_GELU, DS_ACT_GELU},
+        {3, 5, 8, 14, 14, 16, 5, 1, 2, DS_LAYER_TANH, DS_ACT_TANH},
     };
     struct rng r = {3001};
-    double worst[4] = {0}; /* y, dW, db, dx */
+    double worst_by[2][4] = {{0}}; /* [im2col, Winograd]: y, dW, db, dx */
     for (size_t t = 0; t < DS_ARRAY_LEN(cs); t++) {
         struct conv_shape sh = {.b = cs[t].b, .c = cs[t].c, .h = cs[t].h, .w = cs[t].w,
                                 .o = cs[t].o, .k = cs[t].k, .s = cs[t].s, .pad = cs[t].pad};
@@ -1079,6 +1101,7 @@ static void test_conv_backward_chunks(void **state)
             {.kind = cs[t].act_kind}};
         struct ds_model m;
         make_chw(sh.c, sh.h, sh.w, specs, act == DS_ACT_NONE ? 1 : 2, cs[t].max_b, 1, 7, &m);
+        double *worst = worst_by[ds_wino_fits(&m.layers[0].win, sh.o)];
         int B = sh.b, O = sh.o, C = sh.c, K = sh.k, P = sh.oh * sh.ow;
         size_t np = m.layout.total, nx = (size_t)B * C * sh.h * sh.w, ny = (size_t)B * O * P;
         size_t nw = (size_t)O * C * K * K;
@@ -1164,9 +1187,10 @@ static void test_conv_backward_chunks(void **state)
         dev_free(x), dev_free(dy);
         ds_model_free(&m);
     }
-    print_message("# %-40s worst rel err y %.2e dW %.2e db %.2e dx %.2e (tol %.0e, %zu shapes)\n",
-                  "Conv2d backward, chunked batches", worst[0], worst[1], worst[2], worst[3],
-                  FWD_TOL, DS_ARRAY_LEN(cs));
+    for (int k = 0; k < 2; k++)
+        print_message("# %-40s worst rel err y %.2e dW %.2e db %.2e dx %.2e (tol %.0e)\n",
+                      k ? "Conv2d backward, Winograd, chunked" : "Conv2d backward, im2col, chunked",
+                      worst_by[k][0], worst_by[k][1], worst_by[k][2], worst_by[k][3], FWD_TOL);
 }
 
 /* ============================== backend ops ============================== */
@@ -1516,7 +1540,7 @@ static void run_threads(int threads, const uint8_t *hbytes, int n_img, const int
         {.kind = DS_LAYER_CONV2D, .units = 8, .kernel = 3, .pad = 1},
         {.kind = DS_LAYER_RELU},
         {.kind = DS_LAYER_MAXPOOL2D, .kernel = 2},
-        {.kind = DS_LAYER_CONV2D, .units = 8, .kernel = 3, .pad = 1},
+        {.kind = DS_LAYER_CONV2D, .units = 8, .kernel = 5, .pad = 2}, /* Winograd on the CPU */
         {.kind = DS_LAYER_GELU},
         {.kind = DS_LAYER_AVGPOOL2D, .kernel = 2},
         {.kind = DS_LAYER_FLATTEN},
@@ -1559,8 +1583,9 @@ static void run_threads(int threads, const uint8_t *hbytes, int n_img, const int
 static void test_threads_bitwise(void **state)
 {
     (void)state;
-    /* 32 images of 3x32x32: the first conv's batch is cut into ~11 chunks and
-     * the second's into ~7 (CPU), enough for the two threads to overlap */
+    /* 32 images of 3x32x32: the first conv's batch is cut into ~11 chunks of
+     * im2col columns and the second's (5x5, 8 -> 8 channels: Winograd) into 5
+     * chunks of tiles (CPU), enough for the two threads to overlap */
     enum { N_IMG = 40, B = 32, ROW = 3 * 32 * 32, MAXP = 8192, RUNS = 4 };
     uint8_t *hbytes = xcalloc((size_t)N_IMG * ROW, 1);
     struct rng r = {2007};
