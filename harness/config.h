@@ -74,7 +74,10 @@ void ds_config_format(const struct ds_config *c, int k, char *buf, size_t len);
 int ds_config_key_find(const char *name);
 
 /* 16 hex digits identifying the experiment: a hash of every value except the
- * output paths, so the same configuration always has the same run_id. */
+ * file paths and the thread count (results do not depend on it), as
+ * ds_config_resolve leaves them (a run derives schedule lengths from its
+ * data afterwards; they are not hashed), so the same configuration always
+ * has the same run_id and a sweep knows it before running. */
 void ds_config_run_id(const struct ds_config *c, char out[17]);
 
 void ds_config_print_help(FILE *f);

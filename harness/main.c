@@ -7,6 +7,7 @@
 #include "config.h"
 #include "output.h"
 #include "run.h"
+#include "sweep.h"
 #include "../core/backend.h"
 #include "../core/comm.h"
 #include "../core/model.h"
@@ -19,7 +20,7 @@
 #include <unistd.h>
 
 static const char *const ds_commands =
-    "list, info, run, export, bench-optim, help";
+    "list, info, run, sweep, export, bench-optim, help";
 
 static void usage(FILE *f)
 {
@@ -28,6 +29,8 @@ static void usage(FILE *f)
             "  descent list                 workloads, optimizers, schedules, backends, comm modes\n"
             "  descent info                 hardware, BLAS, build flags\n"
             "  descent run [options]        one training run (descent help run: its options)\n"
+            "  descent sweep FILE.ini [-j N] [--resume] [--out DIR] [--list] [--quiet]\n"
+            "                               a grid of runs from an experiment file (configs/)\n"
             "  descent export --workload W --seed S --out DIR\n"
             "                               the workload's data as .npy, to rerun it elsewhere\n"
             "  descent bench-optim [--optimizer adam] [--n 10000000] [--threads 2] [--repeat 30]\n"
@@ -72,6 +75,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "run") == 0) return ds_cmd_run(argc - 2, argv + 2);
+    if (strcmp(cmd, "sweep") == 0) return ds_cmd_sweep(argc - 2, argv + 2);
     if (strcmp(cmd, "export") == 0) return ds_cmd_export(argc - 2, argv + 2);
     if (strcmp(cmd, "bench-optim") == 0) return ds_cmd_bench_optim(argc - 2, argv + 2);
     if ((strcmp(cmd, "list") == 0 || strcmp(cmd, "info") == 0) && argc > 2) {

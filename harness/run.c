@@ -234,12 +234,16 @@ int ds_cmd_run(int argc, char **argv)
         sched.warmup = total / 20 > 0 ? total / 20 : 1;
     if (sched.warmup >= total)
         fprintf(stderr, "descent: warning: --warmup %ld covers the whole run of %ld steps\n", sched.warmup, total);
+    /* The run_id is of the config as resolved from flags and defaults, before
+     * the schedule lengths derived from the data's size below: so a sweep
+     * knows each run's id without loading its data, and the derived values
+     * (a function of the rest) add nothing to the identity. */
+    ds_config_run_id(c, run_id);
     /* Resolved schedule lengths go back into the config (replaying it gives
      * the same run); --epochs/--steps stay as given (one of them), the total
-     * is recorded as steps_planned. The run_id is of this resolved config. */
+     * is recorded as steps_planned. */
     c->warmup = sched.warmup;
     c->step_size = sched.step_size;
-    ds_config_run_id(c, run_id);
 
     struct ds_optim_hyper h;
     s.opt->defaults(&h);
