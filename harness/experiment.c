@@ -177,6 +177,7 @@ static int split_items(struct parse *ps, const char *key, const char *value, cha
             goto fail;
         }
         char *item = quoted ? buf : trim(buf);
+        if (!*item && !quoted && !*p && n > 0) break; /* a trailing comma: the list goes on below */
         if (!*item && !quoted) {
             perr(ps, DS_ERR_USAGE, "key '%s': %s", key,
                  n == 0 && !*p ? "empty value" : "empty item in the list");
@@ -397,7 +398,15 @@ static ds_status expand(struct ds_experiment *e, struct ds_err *err)
                 for (int a = 0; a < na && l < sizeof label - 1; a++)
                     l += (size_t)snprintf(label + l, sizeof label - l, "%s%s=%s", a ? " " : "",
                                           ds_config_key_name(p->keys[a]), p->values[a]);
+                /* the line of the key the message names ("--lr: ..."), else the section's */
                 int line = e->groups[g].line;
+                for (int a = 0; a < na; a++) {
+                    const char *kn = ds_config_key_name(ax[a]->key);
+                    size_t kl = strlen(kn);
+                    if (strncmp(e2.msg, "--", 2) == 0 && strncmp(e2.msg + 2, kn, kl) == 0 &&
+                        (e2.msg[2 + kl] == ':' || e2.msg[2 + kl] == ' '))
+                        line = ax[a]->line;
+                }
                 return ds_err_set(err, DS_ERR_USAGE, "%s:%d: [run%s%s] the run with %s: %s",
                                   e->path, line ? line : 1, *e->groups[g].name ? "." : "",
                                   e->groups[g].name, label, e2.msg);
