@@ -5,7 +5,8 @@
  * sees (DESIGN.md): exit codes exactly 0, 1 or 2 and never a signal, error
  * messages that name the flag or file and list the valid choices, bit-identical
  * curves for the same seed, safetensors and .npy round trips, meta.json, a
- * diverging run, and a run killed with SIGKILL mid-way.
+ * diverging run, a run killed with SIGKILL mid-way, and sweeps (resume after
+ * SIGKILL and SIGINT, failed and diverged runs, bad experiment files and folders).
  *
  * The numpy check runs /usr/bin/python3 (Debian's python3-numpy); without
  * numpy it is skipped. Set DESCENT_KEEP_TMP=1 to keep the scratch folders.
@@ -16,6 +17,7 @@
 #include <zlib.h>
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -1640,6 +1642,277 @@ static void test_fmnist_reproducible(void **state)
     csv_expect_same(tp("cnn-t1/curve.csv"), tp("cnn-t2/curve.csv"), curve_timing);
 }
 
+
+/* ---------------------------------------------------------------- sweeps */
+
+static const char *write_ini(const char *name, const char *text)
+{
+    const char *p = tp("%s", name);
+    spit(p, text, strlen(text));
+    return p;
+}
+
+/* Runs of a sweep folder that have their summary.csv. */
+static int sweep_finished(const char *dir)
+{
+    char runs[1100];
+    snprintf(runs, sizeof runs, "%s/runs", dir);
+    DIR *d = opendir(runs);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.') {
+            char s[2400];
+            snprintf(s, sizeof s, "%s/%s/summary.csv", runs, de->d_name);
+            n += file_exists(s);
+        }
+    closedir(d);
+    return n;
+}
+
+/* Waits until a spawned sweep has finished at least n runs (or exited). */
+static void wait_finished(pid_t pid, const char *dir, int n)
+{
+    double t0 = now_s();
+    while (sweep_finished(dir) < n) {
+        if (waitpid(pid, NULL, WNOHANG) == pid) fail_msg("the sweep into %s ended early", dir);
+        if (now_s() - t0 > RUN_TIMEOUT_S) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            fail_msg("the sweep into %s finished no run within %.0f s", dir, RUN_TIMEOUT_S);
+        }
+        sleep_s(0.01);
+    }
+}
+
+/* No process is left whose command line mentions dir (a sweep's runs). */
+static void expect_no_process_for(const char *dir)
+{
+    for (int tries = 0; tries < 200; tries++) {
+        int found = 0;
+        DIR *d = opendir("/proc");
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+            if (de->d_name[0] < '0' || de->d_name[0] > '9') continue;
+            char path[300], buf[4096];
+            snprintf(path, sizeof path, "/proc/%s/cmdline", de->d_name);
+            FILE *f = fopen(path, "rb");
+            if (!f) continue;
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            fclose(f);
+            for (size_t i = 0; i < n; i++)
+                if (buf[i] == '\0') buf[i] = ' ';
+            buf[n] = '\0';
+            if (strstr(buf, dir) && strstr(buf, " run ")) found = 1;
+        }
+        if (d) closedir(d);
+        if (!found) return;
+        sleep_s(0.05);
+    }
+    fail_msg("runs of the sweep in %s are still running after it was killed", dir);
+}
+
+/* A complete sweep folder: runs.csv has the plan's runs exactly once each,
+ * in plan order, with status `status` (NULL: any); curves.csv parses and
+ * holds each run's curve rows exactly once. */
+static void expect_sweep_complete(const char *dir, int n, const char *status)
+{
+    struct csv plan, runs, curves;
+    char p[1100];
+    snprintf(p, sizeof p, "%s/plan.csv", dir);
+    csv_load_or_fail(p, &plan);
+    snprintf(p, sizeof p, "%s/runs.csv", dir);
+    csv_load_or_fail(p, &runs);
+    snprintf(p, sizeof p, "%s/curves.csv", dir);
+    csv_load_or_fail(p, &curves);
+    if (plan.nrows != n || runs.nrows != n)
+        fail_msg("%s: plan.csv %d runs, runs.csv %d rows, expected %d", dir, plan.nrows, runs.nrows, n);
+    int total = 0;
+    for (int i = 0; i < n; i++) {
+        const char *id = csv_get(&plan, i, "run_id");
+        char idx[32];
+        snprintf(idx, sizeof idx, "%d", i + 1);
+        if (strcmp(csv_get(&runs, i, "run_id"), id) || strcmp(csv_get(&runs, i, "index"), idx))
+            fail_msg("%s: runs.csv row %d is run %s %s, plan.csv has %s %s", dir, i + 1,
+                     csv_get(&runs, i, "index"), csv_get(&runs, i, "run_id"), idx, id);
+        if (status && strcmp(csv_get(&runs, i, "status"), status))
+            fail_msg("%s: run %d status %s, expected %s", dir, i + 1, csv_get(&runs, i, "status"), status);
+        struct csv own;
+        snprintf(p, sizeof p, "%s/runs/%03d-%s/curve.csv", dir, i + 1, id);
+        csv_load_or_fail(p, &own);
+        int in_all = 0;
+        for (int r = 0; r < curves.nrows; r++) in_all += strcmp(csv_get(&curves, r, "run_id"), id) == 0;
+        if (in_all != own.nrows)
+            fail_msg("%s: curves.csv holds %d rows of run %d, its curve.csv %d", dir, in_all, i + 1, own.nrows);
+        total += own.nrows;
+        csv_free(&own);
+    }
+    if (total != curves.nrows) fail_msg("%s: curves.csv has %d rows, the runs' curves %d", dir, curves.nrows, total);
+    csv_free(&plan), csv_free(&runs), csv_free(&curves);
+}
+
+/* Six Fashion-MNIST MLP runs of a few hundred steps: long enough to be caught mid-way. */
+static const char *const sweep_mlp_ini =
+    "[sweep]\nname = mlp6\n[run]\nworkload = fmnist-mlp\noptimizer = sgd\nlr = 0.01, 0.03, 0.1\n"
+    "steps = 200\neval-limit = 500\nseeds = 1, 2\n";
+
+static void test_sweep_resume_after_kill(void **state)
+{
+    (void)state;
+    const char *ini = write_ini("mlp6.ini", sweep_mlp_ini), *dir = tp("sw");
+    char *argv[] = {(char *)descent_bin(), "sweep", (char *)ini, "-j", "2", "--out", (char *)dir, NULL};
+    pid_t pid;
+    assert_int_equal(spawn_to(argv[0], argv, tp("sw.out"), tp("sw.err"), &pid), 0);
+    wait_finished(pid, dir, 1);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    expect_no_process_for(dir);
+    int before = sweep_finished(dir);
+    if (before >= 6) fail_msg("all runs finished before the kill: the test did not interrupt the sweep");
+    /* what the kill left parses, and holds only finished runs */
+    struct csv runs;
+    csv_load_or_fail(tp("sw/runs.csv"), &runs);
+    assert_true(runs.nrows <= before);
+    csv_free(&runs);
+    /* the finished runs' summaries, which --resume must not redo */
+    char *kept[6] = {0};
+    struct csv plan;
+    csv_load_or_fail(tp("sw/plan.csv"), &plan);
+    for (int i = 0; i < 6; i++) kept[i] = slurp(tp("sw/runs/%03d-%s/summary.csv", i + 1, csv_get(&plan, i, "run_id")), NULL);
+    struct res r;
+    RUN(&r, "sweep", ini, "--resume", "--out", dir);
+    expect_exit(&r, 0);
+    expect_msg(&r, "6 runs", "6 ok");
+    res_free(&r);
+    expect_sweep_complete(dir, 6, "ok");
+    for (int i = 0; i < 6; i++) {
+        if (!kept[i]) continue;
+        char *now = slurp(tp("sw/runs/%03d-%s/summary.csv", i + 1, csv_get(&plan, i, "run_id")), NULL);
+        if (!now || strcmp(now, kept[i])) fail_msg("run %d finished before the kill was run again", i + 1);
+        free(now), free(kept[i]);
+    }
+    csv_free(&plan);
+}
+
+static void test_sweep_interrupt(void **state)
+{
+    (void)state;
+    const char *ini = write_ini("mlp6.ini", sweep_mlp_ini), *dir = tp("sw");
+    char *argv[] = {(char *)descent_bin(), "sweep", (char *)ini, "--out", (char *)dir, NULL};
+    pid_t pid;
+    assert_int_equal(spawn_to(argv[0], argv, tp("sw.out"), tp("sw.err"), &pid), 0);
+    wait_finished(pid, dir, 1);
+    kill(pid, SIGINT);
+    struct res r = {.status = wait_for(pid, RUN_TIMEOUT_S, "the interrupted sweep")};
+    snprintf(r.cmd, sizeof r.cmd, "descent sweep %s --out %s (then SIGINT)", ini, dir);
+    r.out = slurp(tp("sw.out"), NULL), r.err = slurp(tp("sw.err"), NULL);
+    expect_exit(&r, 1);
+    expect_msg(&r, "interrupted", "--resume --out");
+    res_free(&r);
+    expect_no_process_for(dir);
+    RUN(&r, "sweep", ini, "--resume", "--out", dir);
+    expect_exit(&r, 0);
+    res_free(&r);
+    expect_sweep_complete(dir, 6, "ok");
+}
+
+/* A diverging run and a failing run are recorded; the others run; exit 1. */
+static void test_sweep_failures(void **state)
+{
+    (void)state;
+    char text[1024];
+    snprintf(text, sizeof text,
+             "[run]\nsteps = 50\noptimizer = sgd\n[run.ok]\nworkload = logreg\nlr = 0.1\n"
+             "[run.div]\nworkload = linreg\nlr = 10\n[run.bad]\nworkload = logreg\ninit = %s\n",
+             tp("no-such.safetensors"));
+    const char *ini = write_ini("fail.ini", text);
+    struct res r;
+    RUN(&r, "sweep", ini, "--out", tp("sw"));
+    expect_exit(&r, 1);
+    expect_msg(&r, "1 ok, 1 diverged, 1 failed");
+    res_free(&r);
+    struct csv runs;
+    csv_load_or_fail(tp("sw/runs.csv"), &runs);
+    assert_int_equal(runs.nrows, 3);
+    assert_string_equal(csv_get(&runs, 0, "status"), "ok");
+    assert_string_equal(csv_get(&runs, 1, "status"), "diverged");
+    assert_string_equal(csv_get(&runs, 2, "status"), "failed");
+    assert_string_equal(csv_get(&runs, 2, "group"), "bad");
+    if (!strstr(csv_get(&runs, 2, "error"), "no-such.safetensors"))
+        fail_msg("the failed run's error column does not name the file: '%s'", csv_get(&runs, 2, "error"));
+    csv_free(&runs);
+}
+
+static void test_sweep_bad_input(void **state)
+{
+    (void)state;
+    struct res r;
+    RUN(&r, "sweep", tp("missing.ini"));
+    expect_usage(&r, "missing.ini", "cannot open");
+    res_free(&r);
+    RUN(&r, "sweep", write_ini("empty.ini", "[sweep]\nname = e\n"));
+    expect_usage(&r, "empty.ini", "empty grid");
+    res_free(&r);
+    RUN(&r, "sweep", write_ini("syntax.ini", "[run]\nworkload = logreg\nlr 0.1\n"));
+    expect_usage(&r, "syntax.ini:3:");
+    res_free(&r);
+    RUN(&r, "sweep");
+    expect_usage(&r, "no experiment file");
+    res_free(&r);
+    const char *ok = write_ini("ok.ini", "[run]\nworkload = logreg\nsteps = 20\nlr = 0.1, 0.2\n");
+    RUN(&r, "sweep", ok, "-j", "0");
+    expect_usage(&r, "-j");
+    res_free(&r);
+    RUN(&r, "sweep", ok, "--bogus");
+    expect_usage(&r, "--bogus", "valid:");
+    res_free(&r);
+    /* the grid, listed */
+    RUN(&r, "sweep", ok, "--list");
+    expect_exit(&r, 0);
+    int lines = 0;
+    for (const char *c = r.out; *c; c++) lines += *c == '\n';
+    assert_int_equal(lines, 3);
+    res_free(&r);
+    /* an output folder that cannot be made: under a regular file */
+    spit(tp("afile"), "x", 1);
+    RUN(&r, "sweep", ok, "--out", tp("afile/sweep"));
+    expect_usage(&r, "afile/sweep");
+    res_free(&r);
+    /* a folder already holding files: refused, its files untouched */
+    mkdir(tp("full"), 0755);
+    spit(tp("full/keep.txt"), "mine", 4);
+    RUN(&r, "sweep", ok, "--out", tp("full"));
+    expect_usage(&r, "already holds files", "--resume");
+    res_free(&r);
+    char *kept = slurp(tp("full/keep.txt"), NULL);
+    assert_string_equal(kept, "mine");
+    free(kept);
+    assert_false(file_exists(tp("full/plan.csv")));
+    /* --resume of a folder that is not a sweep, and of another sweep's */
+    RUN(&r, "sweep", ok, "--resume", "--out", tp("full"));
+    expect_usage(&r, "not a sweep folder");
+    res_free(&r);
+    RUN(&r, "sweep", ok, "--out", tp("done"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    char *runs = slurp(tp("done/runs.csv"), NULL), *plan = slurp(tp("done/plan.csv"), NULL);
+    const char *other = write_ini("other.ini", "[run]\nworkload = logreg\nsteps = 20\nlr = 0.1, 0.3\n");
+    RUN(&r, "sweep", other, "--resume", "--out", tp("done"));
+    expect_usage(&r, "another sweep", "nothing was changed");
+    res_free(&r);
+    char *runs2 = slurp(tp("done/runs.csv"), NULL), *plan2 = slurp(tp("done/plan.csv"), NULL);
+    assert_string_equal(runs2, runs);
+    assert_string_equal(plan2, plan);
+    free(runs), free(plan), free(runs2), free(plan2);
+    /* the same file resumes a finished sweep as a no-op */
+    RUN(&r, "sweep", ok, "--resume", "--out", tp("done"));
+    expect_exit(&r, 0);
+    expect_msg(&r, "0 to do");
+    res_free(&r);
+    expect_sweep_complete(tp("done"), 2, "ok");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
@@ -1685,6 +1958,10 @@ int main(void)
         T(test_fmnist_bad_flags),
         T(test_fmnist_runs_and_checkpoints),
         T(test_fmnist_reproducible),
+        T(test_sweep_resume_after_kill),
+        T(test_sweep_interrupt),
+        T(test_sweep_failures),
+        T(test_sweep_bad_input),
     };
 #undef T
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
