@@ -61,7 +61,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # Unit tests: everything but the tests that run the binary (command line, replay).
 UNIT_BIN := $(filter-out $(BUILD)/tests/test_cli $(BUILD)/tests/test_replay,$(TEST_BIN))
 
-.PHONY: all deps test test-unit test-sanitize bench peer-fmnist baselines-fmnist clean install help
+.PHONY: all deps test test-unit test-sanitize baseline bench peer-fmnist baselines-fmnist clean install help
 all: deps $(BUILD)/descent
 	@echo "built $(BUILD)/descent  [cuda: $(if $(filter 1,$(WITH_CUDA)),nvcc found at $(NVCC); the CUDA backend is not written yet,not found)] [mpi: not built] [nccl: not built]"
 
@@ -110,18 +110,27 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h tests/gcutil.h $(BUILD)/libdescent.
 	@echo "CC $<"
 	@$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libdescent.a $(LDLIBS) -lcmocka
 
-# Every test; then all of them once more under ASan + UBSan (the command-line
-# tests then drive the sanitized descent). The last line is the summary:
+# Every test and the regression gate (tests/ci_gate.sh: configs/ci.ini against
+# results/baselines/ci.csv); then the tests once more under ASan + UBSan (the
+# command-line tests then drive the sanitized descent). The last line is the summary:
 # N passed, N failed, N skipped.
 test: deps $(BUILD)/descent $(TEST_BIN)
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan SANITIZE=address,undefined OPT=-O1 \
 	    $(BUILD)/asan/descent $(patsubst $(BUILD)/%,$(BUILD)/asan/%,$(TEST_BIN)) >/dev/null
-	@DESCENT_BIN=$(BUILD)/descent sh tests/run.sh \
+	@DESCENT_BIN=$(BUILD)/descent CI_GATE="sh tests/ci_gate.sh" sh tests/run.sh \
 	    "$(TEST_BIN)" "$(patsubst $(BUILD)/%,$(BUILD)/asan/%,$(TEST_BIN))" $(BUILD)/asan/descent
 
 # The unit tests alone (fast), and the sanitizer pass alone.
 test-unit: $(UNIT_BIN)
 	@sh tests/run.sh "$(UNIT_BIN)" "" ""
+
+# The committed baseline of the CI gate (configs/ci.ini): refresh it
+# deliberately, after a change that is meant to move its numbers.
+baseline: all
+	@rm -rf $(BUILD)/ci-baseline
+	@$(BUILD)/descent sweep configs/ci.ini -j 2 --out $(BUILD)/ci-baseline
+	@mkdir -p results/baselines && cp $(BUILD)/ci-baseline/runs.csv results/baselines/ci.csv
+	@echo "results/baselines/ci.csv refreshed ($$(($$(wc -l < results/baselines/ci.csv) - 1)) runs): review and commit it"
 
 bench: all
 	@DESCENT_BIN=$(BUILD)/descent sh harness/bench.sh

@@ -4,6 +4,7 @@
  * exit code (DESIGN.md: 0 ok, 1 failed/diverged, 2 bad usage or input).
  */
 #include "bench_optim.h"
+#include "compare.h"
 #include "config.h"
 #include "output.h"
 #include "run.h"
@@ -20,7 +21,7 @@
 #include <unistd.h>
 
 static const char *const ds_commands =
-    "list, info, run, sweep, export, bench-optim, help";
+    "list, info, run, sweep, compare, export, bench-optim, help";
 
 static void usage(FILE *f)
 {
@@ -31,6 +32,9 @@ static void usage(FILE *f)
             "  descent run [options]        one training run (descent help run: its options)\n"
             "  descent sweep FILE.ini [-j N] [--resume] [--out DIR] [--list] [--quiet]\n"
             "                               a grid of runs from an experiment file (configs/)\n"
+            "  descent compare BASE NEW [--tol-metric A] [--tol-loss R] [--tol-steps R] [--tol-speed R]\n"
+            "                  [--gate-speed] [--allow-missing]\n"
+            "                               regression gate between two sweeps' runs (exit 1: regression)\n"
             "  descent export --workload W --seed S --out DIR\n"
             "                               the workload's data as .npy, to rerun it elsewhere\n"
             "  descent bench-optim [--optimizer adam] [--n 10000000] [--threads 2] [--repeat 30]\n"
@@ -75,6 +79,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "run") == 0) return ds_cmd_run(argc - 2, argv + 2);
+    if (strcmp(cmd, "compare") == 0) return ds_cmd_compare(argc - 2, argv + 2);
     if (strcmp(cmd, "sweep") == 0) return ds_cmd_sweep(argc - 2, argv + 2);
     if (strcmp(cmd, "export") == 0) return ds_cmd_export(argc - 2, argv + 2);
     if (strcmp(cmd, "bench-optim") == 0) return ds_cmd_bench_optim(argc - 2, argv + 2);

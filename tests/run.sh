@@ -33,6 +33,21 @@ run_one() {  # $1 binary, $2 label, $3 descent binary
 }
 
 for t in $tests; do run_one "$t" "$(basename "$t")" "${DESCENT_BIN:-build/descent}"; done
+# The regression gate (CI_GATE: a command, e.g. tests/ci_gate.sh): one test.
+if [ -n "${CI_GATE:-}" ]; then
+    $CI_GATE >"$log" 2>&1
+    if [ $? -eq 0 ]; then
+        pass=$((pass + 1))
+        printf '%-40s %3d passed %3d failed %3d skipped\n' "ci-gate (configs/ci.ini)" 1 0 0
+        grep -E '^(speed|result):' "$log" | sed 's/^/    /'
+    else
+        failc=$((failc + 1))
+        printf '%-40s %3d passed %3d failed %3d skipped\n' "ci-gate (configs/ci.ini)" 0 1 0
+        echo "---- output of the ci gate ----"
+        cat "$log"
+        echo "----"
+    fi
+fi
 if [ -n "$san_tests" ]; then
     echo "== again under AddressSanitizer + UndefinedBehaviorSanitizer =="
     for t in $san_tests; do

@@ -1913,6 +1913,155 @@ static void test_sweep_bad_input(void **state)
     expect_sweep_complete(tp("done"), 2, "ok");
 }
 
+
+/* ---------------------------------------------------------------- compare */
+
+/* Writes c back as CSV, quoting fields that need it. */
+static void csv_save(const char *path, const struct csv *c)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) fail_msg("cannot write %s", path);
+    for (int r = 0; r <= c->nrows; r++) {
+        for (int k = 0; k < c->ncols; k++) {
+            const char *v = c->cell[r * c->ncols + k];
+            if (k) fputc(',', f);
+            if (strpbrk(v, ",\"\n")) {
+                fputc('"', f);
+                for (const char *p = v; *p; p++) {
+                    if (*p == '"') fputc('"', f);
+                    fputc(*p, f);
+                }
+                fputc('"', f);
+            } else {
+                fputs(v, f);
+            }
+        }
+        fputc('\n', f);
+    }
+    fclose(f);
+}
+
+static void csv_set(struct csv *c, int row, const char *col, const char *value)
+{
+    int k = csv_col_or_fail(c, col);
+    free(c->cell[(row + 1) * c->ncols + k]);
+    c->cell[(row + 1) * c->ncols + k] = strdup(value);
+}
+
+/* NEW = BASE with one cell of one run changed (value NULL: the run removed). */
+static const char *variant(const char *name, int row, const char *col, const char *value)
+{
+    struct csv c;
+    csv_load_or_fail(tp("base/runs.csv"), &c);
+    if (value) {
+        csv_set(&c, row, col, value);
+    } else { /* drop the row: shift the rows after it up */
+        for (int r = row + 1; r < c.nrows; r++)
+            for (int k = 0; k < c.ncols; k++) {
+                free(c.cell[r * c.ncols + k]);
+                c.cell[r * c.ncols + k] = c.cell[(r + 1) * c.ncols + k];
+                c.cell[(r + 1) * c.ncols + k] = NULL;
+            }
+        for (int k = 0; k < c.ncols; k++) free(c.cell[c.nrows * c.ncols + k]), c.cell[c.nrows * c.ncols + k] = NULL;
+        c.nrows--;
+    }
+    const char *path = tp("%s.csv", name);
+    csv_save(path, &c);
+    csv_free(&c);
+    return path;
+}
+
+static void test_compare_gate(void **state)
+{
+    (void)state;
+    const char *ini = write_ini("cmp.ini", "[run]\nworkload = logreg, linreg\nsteps = 100\noptimizer = sgd\nlr = 0.05\n");
+    struct res r;
+    RUN(&r, "sweep", ini, "--quiet", "--out", tp("base"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    /* unchanged: passes */
+    RUN(&r, "compare", tp("base"), tp("base/runs.csv"));
+    expect_exit(&r, 0);
+    if (!strstr(r.out, "2 matched") || !strstr(r.out, "result: 0 regressions")) fail_msg("unexpected report:%s", r.out);
+    res_free(&r);
+    struct csv c;
+    csv_load_or_fail(tp("base/runs.csv"), &c);
+    assert_string_equal(csv_get(&c, 0, "metric"), "accuracy");
+    double acc = atof(csv_get(&c, 0, "final_eval_metric")), loss = atof(csv_get(&c, 0, "final_train_loss"));
+    double mse = atof(csv_get(&c, 1, "final_eval_metric"));
+    csv_free(&c);
+    char v[64];
+    /* accuracy down 0.02: a regression, exit 1, named */
+    snprintf(v, sizeof v, "%.6f", acc - 0.02);
+    RUN(&r, "compare", tp("base"), variant("acc", 0, "final_eval_metric", v));
+    expect_exit(&r, 1);
+    if (!strstr(r.out, "final_eval_metric") || !strstr(r.out, "REGRESSION") || !strstr(r.out, "FAIL"))
+        fail_msg("a worse accuracy was not reported:%s", r.out);
+    res_free(&r);
+    /* within the tolerance (0.005): passes; --tol-metric 0.0001 makes it fail */
+    snprintf(v, sizeof v, "%.6f", acc - 0.002);
+    const char *small = variant("acc-small", 0, "final_eval_metric", v);
+    RUN(&r, "compare", tp("base"), small);
+    expect_exit(&r, 0);
+    res_free(&r);
+    RUN(&r, "compare", tp("base"), small, "--tol-metric", "0.0001");
+    expect_exit(&r, 1);
+    res_free(&r);
+    /* higher accuracy: an improvement, passes */
+    snprintf(v, sizeof v, "%.6f", acc + 0.01 > 1 ? 1.0 : acc + 0.01);
+    RUN(&r, "compare", tp("base"), variant("acc-up", 0, "final_eval_metric", v));
+    expect_exit(&r, 0);
+    res_free(&r);
+    /* train loss up 10% (tolerance 5%): a regression */
+    snprintf(v, sizeof v, "%.8g", loss * 1.10);
+    RUN(&r, "compare", tp("base"), variant("loss", 0, "final_train_loss", v));
+    expect_exit(&r, 1);
+    if (!strstr(r.out, "final_train_loss")) fail_msg("a worse loss was not reported:%s", r.out);
+    res_free(&r);
+    /* linreg's metric is mse: lower is better, so higher is the regression */
+    snprintf(v, sizeof v, "%.8g", mse * 1.5);
+    RUN(&r, "compare", tp("base"), variant("mse", 1, "final_eval_metric", v));
+    expect_exit(&r, 1);
+    res_free(&r);
+    /* a run that diverged */
+    RUN(&r, "compare", tp("base"), variant("div", 1, "status", "diverged"));
+    expect_exit(&r, 1);
+    if (!strstr(r.out, "status")) fail_msg("the status change was not reported:%s", r.out);
+    res_free(&r);
+    /* a missing run: reported, and fails unless allowed */
+    const char *gone = variant("gone", 1, "status", NULL);
+    RUN(&r, "compare", tp("base"), gone);
+    expect_exit(&r, 1);
+    if (!strstr(r.out, "MISSING")) fail_msg("the missing run was not reported:%s", r.out);
+    res_free(&r);
+    RUN(&r, "compare", tp("base"), gone, "--allow-missing");
+    expect_exit(&r, 0);
+    res_free(&r);
+    /* half the speed: reported, gating only with --gate-speed */
+    const char *slow = variant("slow", 0, "samples_per_s", "1");
+    RUN(&r, "compare", tp("base"), slow);
+    expect_exit(&r, 0);
+    if (!strstr(r.out, "slower (not gated)")) fail_msg("the slowdown was not reported:%s", r.out);
+    res_free(&r);
+    RUN(&r, "compare", tp("base"), slow, "--gate-speed");
+    expect_exit(&r, 1);
+    res_free(&r);
+    /* bad input: exit 2, named */
+    RUN(&r, "compare", tp("base"), tp("nothing-here"));
+    expect_usage(&r, "nothing-here");
+    res_free(&r);
+    spit(tp("norunid.csv"), "a,b\n1,2\n", 8);
+    RUN(&r, "compare", tp("norunid.csv"), tp("base"));
+    expect_usage(&r, "norunid.csv", "run_id");
+    res_free(&r);
+    RUN(&r, "compare", tp("base"), tp("base"), "--tol-loss", "-1");
+    expect_usage(&r, "--tol-loss");
+    res_free(&r);
+    RUN(&r, "compare", tp("base"));
+    expect_usage(&r, "BASE and NEW");
+    res_free(&r);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
@@ -1962,6 +2111,7 @@ int main(void)
         T(test_sweep_interrupt),
         T(test_sweep_failures),
         T(test_sweep_bad_input),
+        T(test_compare_gate),
     };
 #undef T
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
