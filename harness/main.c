@@ -5,6 +5,8 @@
  */
 #include "bench_optim.h"
 #include "compare.h"
+#include "plot.h"
+#include "report.h"
 #include "config.h"
 #include "output.h"
 #include "run.h"
@@ -21,7 +23,7 @@
 #include <unistd.h>
 
 static const char *const ds_commands =
-    "list, info, run, sweep, compare, export, bench-optim, help";
+    "list, info, run, sweep, plot, report, compare, export, bench-optim, help";
 
 static void usage(FILE *f)
 {
@@ -32,6 +34,8 @@ static void usage(FILE *f)
             "  descent run [options]        one training run (descent help run: its options)\n"
             "  descent sweep FILE.ini [-j N] [--resume] [--out DIR] [--list] [--quiet]\n"
             "                               a grid of runs from an experiment file (configs/)\n"
+            "  descent plot DIR             gnuplot figures (PNG, SVG) of a sweep or run folder, in DIR/plots\n"
+            "  descent report DIR           report.html (self-contained) and report.md of a sweep or run folder\n"
             "  descent compare BASE NEW [--tol-metric A] [--tol-loss R] [--tol-steps R] [--tol-speed R]\n"
             "                  [--gate-speed] [--allow-missing]\n"
             "                               regression gate between two sweeps' runs (exit 1: regression)\n"
@@ -79,6 +83,8 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "run") == 0) return ds_cmd_run(argc - 2, argv + 2);
+    if (strcmp(cmd, "plot") == 0) return ds_cmd_plot(argc - 2, argv + 2);
+    if (strcmp(cmd, "report") == 0) return ds_cmd_report(argc - 2, argv + 2);
     if (strcmp(cmd, "compare") == 0) return ds_cmd_compare(argc - 2, argv + 2);
     if (strcmp(cmd, "sweep") == 0) return ds_cmd_sweep(argc - 2, argv + 2);
     if (strcmp(cmd, "export") == 0) return ds_cmd_export(argc - 2, argv + 2);

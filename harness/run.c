@@ -179,7 +179,8 @@ static const char *const ds_summary_results[] = {
     "comm_ms", "optimizer_ms", "peak_rss_mb", "status",
     /* extra columns */
     "metric", "n_params", "steps_planned", "steps_done", "epochs_done", "train_s", "eval_s", "optimum_loss",
-    "final_suboptimality", "final_dist_to_opt", "final_val_loss", "final_val_metric", "best_val_metric"};
+    "final_suboptimality", "final_dist_to_opt", "final_val_loss", "final_val_metric", "best_val_metric",
+    "final_train_metric"};
 
 int ds_cmd_run(int argc, char **argv)
 {
@@ -439,11 +440,10 @@ int ds_cmd_run(int argc, char **argv)
     if (st != DS_OK) status = "failed";
 
     /* Final measurements and summary. */
-    double final_train = NAN;
+    double final_train = NAN, final_train_metric = NAN;
     if (strcmp(status, "ok") == 0) {
-        double mu;
         te = ds_now();
-        task->ops->evaluate(task, 0, &final_train, &mu);
+        task->ops->evaluate(task, 0, &final_train, &final_train_metric);
         eval_s += ds_now() - te;
     }
     long done = tr.t;
@@ -493,6 +493,7 @@ int ds_cmd_run(int argc, char **argv)
     ds_csv_num(&row, ok ? ep.val_loss : NAN);
     ds_csv_num(&row, ok ? ep.val_metric : NAN);
     ds_csv_num(&row, best_val);
+    ds_csv_num(&row, final_train_metric); /* the metric on the training set: the generalization gap */
     ds_csv_end(&row);
     char *summary = malloc(line.len + row.len + 1);
     DS_ASSERT(summary != NULL);

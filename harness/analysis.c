@@ -1,0 +1,334 @@
+/*
+ * analysis.c: see analysis.h. Ownership: ds_analysis_load allocates the
+ * arms, their LR lists and row lists, the per-workload arrays and the
+ * profile arrays; ds_analysis_free releases them (strings point into the
+ * tables, which the analysis owns).
+ */
+#include "analysis.h"
+
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int ds_metric_higher_better(const char *metric) { return strcmp(metric, "accuracy") == 0; }
+
+static void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    DS_ASSERT(q != NULL);
+    return q;
+}
+
+int ds_analysis_workload(const struct ds_analysis *a, const char *w)
+{
+    for (int i = 0; i < a->n_workloads; i++)
+        if (strcmp(a->workloads[i], w) == 0) return i;
+    return -1;
+}
+
+/* Config columns that are not part of an arm's identity. */
+static int outside_arm(int k)
+{
+    const char *n = ds_config_key_name(k);
+    return ds_config_key_is_path(k) || !strcmp(n, "lr") || !strcmp(n, "seed") ||
+           !strcmp(n, "threads");
+}
+
+static void arm_key(const struct ds_table *t, size_t r, char *buf, size_t len)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    for (int k = 0; k < ds_config_key_count() && at + 1 < len; k++) {
+        if (outside_arm(k)) continue;
+        at += (size_t)snprintf(buf + at, len - at, "%s=%s;", ds_config_key_name(k),
+                               ds_table_get(t, r, ds_config_key_name(k)));
+    }
+}
+
+static double mean_of(const double *x, int n)
+{
+    double s = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    return n ? s / n : NAN;
+}
+
+static int cmp_lr(const void *a, const void *b)
+{
+    double x = ((const struct ds_an_lr *)a)->lr, y = ((const struct ds_an_lr *)b)->lr;
+    return (x > y) - (x < y);
+}
+
+/* The LR statistics of an arm, from its rows. */
+static void summarise_lr(const struct ds_analysis *a, int w, const int *select_val,
+                         struct ds_an_lr *l)
+{
+    const struct ds_table *t = &a->runs;
+    int hb = a->higher_better[w];
+    double *m = malloc(sizeof(double) * (size_t)l->n), *sel = malloc(sizeof(double) * (size_t)l->n);
+    double *tr = malloc(sizeof(double) * (size_t)l->n), *trl = malloc(sizeof(double) * (size_t)l->n);
+    double *evl = malloc(sizeof(double) * (size_t)l->n);
+    DS_ASSERT(m && sel && tr && trl && evl);
+    int n_ok = 0, all_reached = 1;
+    double steps = 0, tts = 0, sps = 0;
+    int n_sps = 0;
+    for (int i = 0; i < l->n; i++) {
+        size_t r = l->rows[i];
+        if (strcmp(ds_table_get(t, r, "status"), "ok") != 0) {
+            all_reached = 0;
+            continue;
+        }
+        double metric = ds_table_num(t, r, "final_eval_metric");
+        double val = *select_val ? ds_table_num(t, r, "final_val_metric") : metric;
+        m[n_ok] = metric;
+        sel[n_ok] = val;
+        tr[n_ok] = ds_table_num(t, r, "final_train_metric");
+        trl[n_ok] = ds_table_num(t, r, "final_train_loss");
+        evl[n_ok] = ds_table_num(t, r, "final_eval_loss");
+        n_ok++;
+        double s = ds_table_num(t, r, "steps_to_target"), ts = ds_table_num(t, r, "time_to_target_s");
+        if (isnan(s) || isnan(ts)) all_reached = 0;
+        else steps += s, tts += ts;
+        double p = ds_table_num(t, r, "samples_per_s");
+        if (!isnan(p)) sps += p, n_sps++;
+    }
+    l->n_ok = n_ok;
+    l->mean = mean_of(m, n_ok);
+    double v = 0;
+    l->min = INFINITY, l->max = -INFINITY;
+    for (int i = 0; i < n_ok; i++) {
+        v += (m[i] - l->mean) * (m[i] - l->mean);
+        l->min = fmin(l->min, m[i]), l->max = fmax(l->max, m[i]);
+    }
+    l->std = n_ok > 1 ? sqrt(v / (n_ok - 1)) : 0.0;
+    if (!n_ok) l->min = l->max = NAN;
+    l->train_mean = mean_of(tr, n_ok);
+    l->train_loss_mean = mean_of(trl, n_ok);
+    l->eval_loss_mean = mean_of(evl, n_ok);
+    l->steps_mean = all_reached && n_ok ? steps / n_ok : NAN;
+    l->time_mean = all_reached && n_ok ? tts / n_ok : NAN;
+    l->sps_mean = n_sps ? sps / n_sps : NAN;
+    /* a failed seed, or a non-finite score, makes the LR the worst */
+    double s = mean_of(sel, n_ok);
+    l->score = n_ok < l->n || !isfinite(s) ? -INFINITY : (hb ? s : -s);
+    free(m), free(sel), free(tr), free(trl), free(evl);
+}
+
+static void profiles(struct ds_analysis *a)
+{
+    /* entrants: arm labels; workloads: those with a target */
+    for (int i = 0; i < a->n_arms; i++) {
+        int found = 0;
+        for (int e = 0; e < a->n_entrants && !found; e++)
+            found = strcmp(a->entrants[e], a->arms[i].label) == 0;
+        if (!found) {
+            a->entrants = xrealloc(a->entrants, (size_t)(a->n_entrants + 1) * sizeof *a->entrants);
+            snprintf(a->entrants[a->n_entrants++], sizeof a->entrants[0], "%s", a->arms[i].label);
+        }
+    }
+    int nw = a->n_workloads;
+    a->ratio = malloc(sizeof(double) * (size_t)(a->n_entrants * nw + 1));
+    a->area = calloc((size_t)a->n_entrants + 1, sizeof(double));
+    DS_ASSERT(a->ratio && a->area);
+    a->n_prof_workloads = 0;
+    for (int w = 0; w < nw; w++) {
+        double fastest = INFINITY;
+        double *t = malloc(sizeof(double) * (size_t)(a->n_entrants + 1));
+        DS_ASSERT(t != NULL);
+        for (int e = 0; e < a->n_entrants; e++) {
+            t[e] = INFINITY;
+            for (int i = 0; i < a->n_arms; i++) {
+                const struct ds_an_arm *arm = &a->arms[i];
+                if (strcmp(arm->workload, a->workloads[w]) || strcmp(arm->label, a->entrants[e]) ||
+                    arm->best < 0)
+                    continue;
+                double x = arm->lrs[arm->best].time_mean;
+                if (!isnan(x)) t[e] = fmin(t[e], x);
+            }
+            fastest = fmin(fastest, t[e]);
+        }
+        int used = !isnan(a->target[w]) && isfinite(fastest);
+        for (int e = 0; e < a->n_entrants; e++)
+            a->ratio[e * nw + w] = used ? t[e] / fastest : NAN;
+        a->n_prof_workloads += used;
+        free(t);
+    }
+    /* area: the mean of rho over tau in [1, TAU_MAX], by the trapezoid rule */
+    enum { STEPS = 300 };
+    for (int e = 0; e < a->n_entrants; e++) {
+        double s = 0;
+        for (int k = 0; k <= STEPS; k++) {
+            double tau = 1.0 + (DS_AN_TAU_MAX - 1.0) * k / STEPS;
+            s += (k == 0 || k == STEPS ? 0.5 : 1.0) * ds_analysis_rho(a, e, tau);
+        }
+        a->area[e] = a->n_prof_workloads ? s / STEPS : NAN;
+    }
+}
+
+double ds_analysis_rho(const struct ds_analysis *a, int e, double tau)
+{
+    if (!a->n_prof_workloads) return NAN;
+    int hit = 0;
+    for (int w = 0; w < a->n_workloads; w++) {
+        double r = a->ratio[e * a->n_workloads + w];
+        hit += !isnan(r) && r <= tau;
+    }
+    return (double)hit / a->n_prof_workloads;
+}
+
+static ds_status read_pair(const char *dir, struct ds_analysis *a, struct ds_err *err)
+{
+    char p[2048];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/runs.csv", dir);
+    int sweep = stat(p, &st) == 0;
+    if (!sweep) snprintf(p, sizeof p, "%s/summary.csv", dir);
+    if (stat(p, &st) != 0)
+        return ds_err_set(err, DS_ERR_USAGE,
+                          "%s: not a sweep folder (runs.csv) or a run folder (summary.csv)", dir);
+    ds_status s = ds_table_read(p, &a->runs, err);
+    if (s != DS_OK) return s;
+    const char *need[] = {"run_id", "workload", "optimizer", "lr", "seed", "status",
+                          "final_eval_metric", "metric"};
+    for (size_t i = 0; i < DS_ARRAY_LEN(need); i++)
+        if (ds_table_col(&a->runs, need[i]) < 0)
+            return ds_err_set(err, DS_ERR_INPUT, "%s: no '%s' column", p, need[i]);
+    snprintf(p, sizeof p, "%s/%s", dir, sweep ? "curves.csv" : "curve.csv");
+    if (stat(p, &st) == 0) {
+        s = ds_table_read(p, &a->curves, err);
+        if (s != DS_OK) return s;
+    } else {
+        ds_table_init(&a->curves);
+    }
+    return DS_OK;
+}
+
+ds_status ds_analysis_load(const char *dir, struct ds_analysis *a, struct ds_err *err)
+{
+    memset(a, 0, sizeof *a);
+    ds_table_init(&a->runs);
+    ds_table_init(&a->curves);
+    ds_status s = read_pair(dir, a, err);
+    if (s != DS_OK) {
+        ds_analysis_free(a);
+        return s;
+    }
+    const struct ds_table *t = &a->runs;
+    if (t->nrows == 0) {
+        ds_analysis_free(a);
+        return ds_err_set(err, DS_ERR_INPUT, "%s: no finished runs to analyse", dir);
+    }
+    /* workloads */
+    for (size_t r = 0; r < t->nrows; r++) {
+        const char *w = ds_table_get(t, r, "workload");
+        if (ds_analysis_workload(a, w) >= 0) continue;
+        int n = a->n_workloads++;
+        a->workloads = xrealloc(a->workloads, sizeof(char *) * (size_t)a->n_workloads);
+        a->metric = xrealloc(a->metric, sizeof(char *) * (size_t)a->n_workloads);
+        a->higher_better = xrealloc(a->higher_better, sizeof(int) * (size_t)a->n_workloads);
+        a->target = xrealloc(a->target, sizeof(double) * (size_t)a->n_workloads);
+        a->selected_by_val = xrealloc(a->selected_by_val, sizeof(int) * (size_t)a->n_workloads);
+        a->workloads[n] = w;
+        a->metric[n] = ds_table_get(t, r, "metric");
+        a->higher_better[n] = ds_metric_higher_better(a->metric[n]);
+        a->target[n] = NAN;
+        a->selected_by_val[n] = 1;
+    }
+    /* per workload: a target if every run has the same one; selection by
+     * validation when every ok run has a val metric */
+    for (int w = 0; w < a->n_workloads; w++) {
+        int first = 1, same = 1;
+        double tg = NAN;
+        for (size_t r = 0; r < t->nrows; r++) {
+            if (strcmp(ds_table_get(t, r, "workload"), a->workloads[w])) continue;
+            double x = ds_table_num(t, r, "target");
+            if (first) tg = x, first = 0;
+            else if (!(x == tg || (isnan(x) && isnan(tg)))) same = 0;
+            if (!strcmp(ds_table_get(t, r, "status"), "ok") && isnan(ds_table_num(t, r, "final_val_metric")))
+                a->selected_by_val[w] = 0;
+        }
+        a->target[w] = same ? tg : NAN;
+    }
+    /* arms */
+    for (size_t r = 0; r < t->nrows; r++) {
+        char key[2048];
+        arm_key(t, r, key, sizeof key);
+        int i = 0;
+        while (i < a->n_arms && strcmp(a->arms[i].key, key)) i++;
+        if (i == a->n_arms) {
+            a->arms = xrealloc(a->arms, sizeof *a->arms * (size_t)(a->n_arms + 1));
+            struct ds_an_arm *arm = &a->arms[a->n_arms++];
+            memset(arm, 0, sizeof *arm);
+            snprintf(arm->key, sizeof arm->key, "%s", key);
+            arm->workload = ds_table_get(t, r, "workload");
+            arm->optimizer = ds_table_get(t, r, "optimizer");
+            snprintf(arm->group, sizeof arm->group, "%s", ds_table_get(t, r, "group"));
+        }
+        struct ds_an_arm *arm = &a->arms[i];
+        double lr = ds_table_num(t, r, "lr");
+        int j = 0;
+        while (j < arm->n_lr && arm->lrs[j].lr != lr) j++;
+        if (j == arm->n_lr) {
+            arm->lrs = xrealloc(arm->lrs, sizeof *arm->lrs * (size_t)(arm->n_lr + 1));
+            memset(&arm->lrs[arm->n_lr++], 0, sizeof *arm->lrs);
+            arm->lrs[j].lr = lr;
+        }
+        struct ds_an_lr *l = &arm->lrs[j];
+        l->rows = xrealloc(l->rows, sizeof(size_t) * (size_t)(l->n + 1));
+        l->rows[l->n++] = r;
+    }
+    /* labels: the optimizer, then the settings in which the arm differs from
+     * another arm of its workload and optimizer */
+    for (int i = 0; i < a->n_arms; i++) {
+        struct ds_an_arm *arm = &a->arms[i];
+        size_t r0 = arm->lrs[0].rows[0];
+        size_t at = (size_t)snprintf(arm->label, sizeof arm->label, "%s", arm->optimizer);
+        for (int k = 0; k < ds_config_key_count() && at + 1 < sizeof arm->label; k++) {
+            const char *name = ds_config_key_name(k);
+            if (outside_arm(k) || !strcmp(name, "workload") || !strcmp(name, "optimizer")) continue;
+            const char *v = ds_table_get(t, r0, name);
+            int differs = 0;
+            for (int o = 0; o < a->n_arms && !differs; o++) {
+                const struct ds_an_arm *b = &a->arms[o];
+                differs = o != i && !strcmp(b->workload, arm->workload) &&
+                          !strcmp(b->optimizer, arm->optimizer) &&
+                          strcmp(ds_table_get(t, b->lrs[0].rows[0], name), v) != 0;
+            }
+            if (differs)
+                at += (size_t)snprintf(arm->label + at, sizeof arm->label - at, " %s=%s", name, v);
+        }
+    }
+    /* LR statistics and the tuned LR */
+    for (int i = 0; i < a->n_arms; i++) {
+        struct ds_an_arm *arm = &a->arms[i];
+        int w = ds_analysis_workload(a, arm->workload);
+        qsort(arm->lrs, (size_t)arm->n_lr, sizeof *arm->lrs, cmp_lr);
+        arm->best = -1;
+        for (int j = 0; j < arm->n_lr; j++) {
+            summarise_lr(a, w, &a->selected_by_val[w], &arm->lrs[j]);
+            if (isfinite(arm->lrs[j].score) &&
+                (arm->best < 0 || arm->lrs[j].score > arm->lrs[arm->best].score))
+                arm->best = j;
+        }
+    }
+    profiles(a);
+    return DS_OK;
+}
+
+void ds_analysis_free(struct ds_analysis *a)
+{
+    for (int i = 0; i < a->n_arms; i++) {
+        for (int j = 0; j < a->arms[i].n_lr; j++) free(a->arms[i].lrs[j].rows);
+        free(a->arms[i].lrs);
+    }
+    free(a->arms);
+    free(a->workloads), free(a->metric), free(a->higher_better), free(a->target);
+    free(a->selected_by_val);
+    free(a->entrants), free(a->ratio), free(a->area);
+    ds_table_free(&a->runs);
+    ds_table_free(&a->curves);
+    memset(a, 0, sizeof *a);
+}

@@ -1,0 +1,449 @@
+/*
+ * plot.c: `descent plot DIR`: gnuplot figures of a sweep (or run) folder, in
+ * DIR/plots/ as PNG (pngcairo) and SVG, with the data (.dat) and the script
+ * (.gp) of each, so a figure can be restyled and redrawn by hand.
+ *
+ * Per workload, one line per arm at its tuned LR (analysis.h), the band
+ * between the seeds' min and max around their mean:
+ *   WORKLOAD-loss-step     training loss (suboptimality on problems with a
+ *                          known optimum) against steps, log y
+ *   WORKLOAD-loss-time     the same against wall-clock seconds of training
+ *   WORKLOAD-metric-epoch  the evaluation metric against epochs
+ *   WORKLOAD-lr            final metric against the learning rate, per arm
+ *                          (tuneability), error bars min..max over seeds
+ *   WORKLOAD-reg-KEY       final test and train metric against a
+ *                          regularization strength (l2, l1, wd, dropout):
+ *                          the generalization gap
+ * and across workloads:
+ *   throughput             samples/s of each tuned arm
+ *   profile                AlgoPerf performance profiles (time to target)
+ */
+#define _XOPEN_SOURCE 700
+#include "plot.h"
+
+#include "analysis.h"
+#include "../core/fileio.h"
+
+#include <errno.h>
+#include <math.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define W_PX 960
+#define H_PX 560
+#define FONT "DejaVu Sans,12"
+
+static const char *const reg_keys[] = {"l2", "l1", "wd", "dropout"};
+
+struct series {
+    int n;
+    double *x, *mean, *lo, *hi;
+};
+
+static void series_free(struct series *s)
+{
+    free(s->x), free(s->mean), free(s->lo), free(s->hi);
+    memset(s, 0, sizeof *s);
+}
+
+/* Which curve column is the loss to plot for workload w: suboptimality where
+ * the problem knows its optimum (and it is filled in), else train_loss. */
+static const char *loss_column(const struct ds_analysis *a, const char *workload)
+{
+    const struct ds_table *c = &a->curves;
+    if (ds_table_col(c, "suboptimality") < 0) return "train_loss";
+    for (size_t r = 0; r < a->runs.nrows; r++)
+        if (!strcmp(ds_table_get(&a->runs, r, "workload"), workload))
+            return isnan(ds_table_num(&a->runs, r, "optimum_loss")) ? "train_loss" : "suboptimality";
+    return "train_loss";
+}
+
+/* The seeds' curves of one LR of an arm, aligned by evaluation index: x the
+ * mean of xcol, y's mean/min/max over the seeds (rows with a missing value
+ * skipped). */
+static void gather_series(const struct ds_analysis *a, const struct ds_an_lr *l, const char *xcol,
+                          const char *ycol, struct series *s)
+{
+    memset(s, 0, sizeof *s);
+    const struct ds_table *c = &a->curves;
+    int cap = 0;
+    int *count = NULL;
+    double *xs = NULL;
+    for (int i = 0; i < l->n; i++) {
+        const char *id = ds_table_get(&a->runs, l->rows[i], "run_id");
+        int k = 0;
+        for (size_t r = 0; r < c->nrows; r++) {
+            if (strcmp(ds_table_get(c, r, "run_id"), id)) continue;
+            double x = ds_table_num(c, r, xcol), y = ds_table_num(c, r, ycol);
+            if (isnan(x) || isnan(y) || !isfinite(y)) continue;
+            if (k >= cap) {
+                int nc = cap ? 2 * cap : 64;
+                s->mean = realloc(s->mean, sizeof(double) * (size_t)nc);
+                s->lo = realloc(s->lo, sizeof(double) * (size_t)nc);
+                s->hi = realloc(s->hi, sizeof(double) * (size_t)nc);
+                xs = realloc(xs, sizeof(double) * (size_t)nc);
+                count = realloc(count, sizeof(int) * (size_t)nc);
+                DS_ASSERT(s->mean && s->lo && s->hi && xs && count);
+                for (int j = cap; j < nc; j++) count[j] = 0, xs[j] = 0, s->mean[j] = 0;
+                cap = nc;
+            }
+            if (count[k] == 0) s->lo[k] = s->hi[k] = y;
+            s->lo[k] = fmin(s->lo[k], y), s->hi[k] = fmax(s->hi[k], y);
+            s->mean[k] += y, xs[k] += x, count[k]++;
+            k++;
+        }
+        if (i == 0 || k < s->n) s->n = k; /* the points every seed has */
+    }
+    for (int k = 0; k < s->n; k++) s->mean[k] /= count[k], xs[k] /= count[k];
+    s->x = xs;
+    free(count);
+}
+
+struct fig {
+    char base[1024]; /* DIR/plots/NAME, without extension */
+    FILE *dat, *gp;
+    int n_blocks;
+};
+
+static ds_status fig_open(struct fig *f, const char *pdir, const char *name, struct ds_err *err)
+{
+    char p[1100];
+    snprintf(f->base, sizeof f->base, "%s/%s", pdir, name);
+    snprintf(p, sizeof p, "%s.dat", f->base);
+    f->dat = fopen(p, "w");
+    snprintf(p, sizeof p, "%s.gp", f->base);
+    f->gp = f->dat ? fopen(p, "w") : NULL;
+    f->n_blocks = 0;
+    if (!f->dat || !f->gp) {
+        if (f->dat) fclose(f->dat);
+        return ds_err_set(err, DS_ERR_USAGE, "%s: cannot write: %s", p, strerror(errno));
+    }
+    fprintf(f->gp,
+            "# %s.gp: made by descent plot; run `gnuplot %s.gp` in this folder to redraw\n"
+            "set terminal pngcairo size %d,%d font \"%s\" noenhanced\n"
+            "set output '%s.png'\n"
+            "set key outside right top noenhanced\nset grid back lc rgb '#dddddd'\n"
+            "set border 3\nset tics nomirror\n",
+            name, name, W_PX, H_PX, FONT, name);
+    return DS_OK;
+}
+
+/* Finishes the script: the SVG from the same plot, then runs gnuplot on it. */
+static ds_status fig_close(struct fig *f, const char *pdir, struct ds_err *err)
+{
+    const char *name = strrchr(f->base, '/') + 1;
+    fprintf(f->gp, "set terminal svg size %d,%d dynamic font \"%s\" noenhanced\nset output '%s.svg'\nreplot\n",
+            W_PX, H_PX, FONT, name);
+    fclose(f->gp);
+    fclose(f->dat);
+    char script[1100];
+    snprintf(script, sizeof script, "%s.gp", name);
+    char log[1100];
+    snprintf(log, sizeof log, "%s/%s.log", pdir, name);
+    fflush(stdout), fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) { /* gnuplot in the plots folder, so the scripts name files relative to it */
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0 || chdir(pdir) != 0) _exit(126);
+        execlp("gnuplot", "gnuplot", script, (char *)NULL);
+        _exit(127);
+    }
+    if (pid < 0) return ds_err_set(err, DS_ERR_FAILED, "fork: %s", strerror(errno));
+    int st;
+    waitpid(pid, &st, 0);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 127)
+        return ds_err_set(err, DS_ERR_USAGE,
+                          "gnuplot not found: install it (apt-get install gnuplot-nox)");
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return ds_err_set(err, DS_ERR_FAILED, "gnuplot failed on %s/%s (see %s)", pdir, script, log);
+    remove(log);
+    return DS_OK;
+}
+
+static const char *palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+                                "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+#define NPAL ((int)(sizeof palette / sizeof palette[0]))
+
+/* Curves of every tuned arm of workload w: x against y. */
+static ds_status curve_figure(const struct ds_analysis *a, int w, const char *pdir, const char *tag,
+                              const char *xcol, const char *xlabel, const char *ycol,
+                              const char *ylabel, int *made, struct ds_err *err)
+{
+    const char *wl = a->workloads[w];
+    struct series *ss = calloc((size_t)a->n_arms + 1, sizeof *ss);
+    DS_ASSERT(ss != NULL);
+    int any = 0, positive = 1;
+    for (int i = 0; i < a->n_arms; i++) {
+        const struct ds_an_arm *arm = &a->arms[i];
+        if (strcmp(arm->workload, wl) || arm->best < 0) continue;
+        gather_series(a, &arm->lrs[arm->best], xcol, ycol, &ss[i]);
+        any |= ss[i].n > 1;
+        for (int k = 0; k < ss[i].n; k++) positive &= ss[i].lo[k] > 0;
+    }
+    ds_status st = DS_OK;
+    if (any) {
+        char name[600];
+        snprintf(name, sizeof name, "%s-%s", wl, tag);
+        struct fig f;
+        st = fig_open(&f, pdir, name, err);
+        if (st == DS_OK) {
+            fprintf(f.gp, "set title '%s: %s (tuned learning rates; band: min..max over seeds)'\n", wl, ylabel);
+            fprintf(f.gp, "set xlabel '%s'\nset ylabel '%s%s'\n", xlabel, ylabel, positive ? " (log scale)" : "");
+            if (positive) fprintf(f.gp, "set logscale y\nset format y '%%.0e'\n");
+            fprintf(f.gp, "plot ");
+            int first = 1;
+            for (int i = 0; i < a->n_arms; i++) {
+                if (ss[i].n < 2) continue;
+                const struct ds_an_arm *arm = &a->arms[i];
+                fprintf(f.dat, "# %s lr=%g\n", arm->label, arm->lrs[arm->best].lr);
+                for (int k = 0; k < ss[i].n; k++)
+                    fprintf(f.dat, "%.10g %.10g %.10g %.10g\n", ss[i].x[k], ss[i].mean[k], ss[i].lo[k], ss[i].hi[k]);
+                fprintf(f.dat, "\n\n");
+                const char *col = palette[i % NPAL];
+                fprintf(f.gp,
+                        "%s'%s.dat' index %d using 1:3:4 with filledcurves fs transparent solid 0.18 "
+                        "noborder lc rgb '%s' notitle, \\\n"
+                        "  '%s.dat' index %d using 1:2 with lines lw 2 lc rgb '%s' title '%s (lr %g)'",
+                        first ? "" : ", \\\n  ", name, f.n_blocks, col, name, f.n_blocks, col,
+                        arm->label, arm->lrs[arm->best].lr);
+                f.n_blocks++;
+                first = 0;
+            }
+            fprintf(f.gp, "\n");
+            st = fig_close(&f, pdir, err);
+            if (st == DS_OK) (*made)++;
+        }
+    }
+    for (int i = 0; i < a->n_arms; i++) series_free(&ss[i]);
+    free(ss);
+    return st;
+}
+
+static ds_status lr_figure(const struct ds_analysis *a, int w, const char *pdir, int *made,
+                           struct ds_err *err)
+{
+    const char *wl = a->workloads[w];
+    int any = 0;
+    for (int i = 0; i < a->n_arms; i++) any |= !strcmp(a->arms[i].workload, wl) && a->arms[i].n_lr > 1;
+    if (!any) return DS_OK;
+    char name[600];
+    snprintf(name, sizeof name, "%s-lr", wl);
+    struct fig f;
+    ds_status st = fig_open(&f, pdir, name, err);
+    if (st != DS_OK) return st;
+    int logy = !a->higher_better[w];
+    fprintf(f.gp, "set title '%s: final %s against the learning rate (mean over seeds, bars min..max; diverged runs left out)'\n",
+            wl, a->metric[w]);
+    fprintf(f.gp, "set xlabel 'learning rate (log scale)'\nset ylabel 'final test %s%s'\nset logscale x\n",
+            a->metric[w], logy ? " (log scale)" : "");
+    if (logy) fprintf(f.gp, "set logscale y\n");
+    fprintf(f.gp, "plot ");
+    int first = 1;
+    for (int i = 0; i < a->n_arms; i++) {
+        const struct ds_an_arm *arm = &a->arms[i];
+        if (strcmp(arm->workload, wl) || arm->n_lr < 2) continue;
+        fprintf(f.dat, "# %s\n", arm->label);
+        int pts = 0;
+        for (int j = 0; j < arm->n_lr; j++) {
+            const struct ds_an_lr *l = &arm->lrs[j];
+            if (l->n_ok == 0 || !isfinite(l->mean) || (logy && l->min <= 0)) continue;
+            fprintf(f.dat, "%.10g %.10g %.10g %.10g\n", l->lr, l->mean, l->min, l->max);
+            pts++;
+        }
+        fprintf(f.dat, "\n\n");
+        if (pts) {
+            const char *col = palette[i % NPAL];
+            fprintf(f.gp,
+                    "%s'%s.dat' index %d using 1:2:3:4 with yerrorlines lw 2 pt 7 lc rgb '%s' title '%s'",
+                    first ? "" : ", \\\n  ", name, f.n_blocks, col, arm->label);
+            first = 0;
+        }
+        f.n_blocks++;
+    }
+    if (first) fprintf(f.gp, "NaN notitle");
+    fprintf(f.gp, "\n");
+    st = fig_close(&f, pdir, err);
+    if (st == DS_OK) (*made)++;
+    return st;
+}
+
+/* Final metric (test, and train where recorded) against a regularization
+ * strength, for the arms of workload w that differ only in that key. */
+static ds_status reg_figure(const struct ds_analysis *a, int w, const char *key, const char *pdir,
+                            int *made, struct ds_err *err)
+{
+    const char *wl = a->workloads[w];
+    /* distinct values of key among the workload's tuned arms */
+    int n = 0;
+    double vals[64], minpos = INFINITY;
+    for (int i = 0; i < a->n_arms; i++) {
+        const struct ds_an_arm *arm = &a->arms[i];
+        if (strcmp(arm->workload, wl) || arm->best < 0) continue;
+        double v = ds_table_num(&a->runs, arm->lrs[0].rows[0], key);
+        int seen = 0;
+        for (int k = 0; k < n; k++) seen |= vals[k] == v;
+        if (!seen && n < 64 && !isnan(v)) vals[n++] = v;
+        if (v > 0) minpos = fmin(minpos, v);
+    }
+    if (n < 3 || !isfinite(minpos)) return DS_OK;
+    double zero_at = minpos / 10; /* a strength of 0 drawn one decade below the smallest */
+    char name[600];
+    snprintf(name, sizeof name, "%s-reg-%s", wl, key);
+    struct fig f;
+    ds_status st = fig_open(&f, pdir, name, err);
+    if (st != DS_OK) return st;
+    fprintf(f.gp, "set title '%s: final %s against %s (tuned learning rate per strength; dashed: training set)'\n",
+            wl, a->metric[w], key);
+    fprintf(f.gp, "set xlabel '%s strength (log scale; 0 drawn at %g)'\nset ylabel 'final %s'\nset logscale x\n",
+            key, zero_at, a->metric[w]);
+    fprintf(f.gp, "plot ");
+    /* one line per optimizer label with the key removed */
+    int first = 1, ci = 0;
+    char done_opt[16][64];
+    int n_done = 0;
+    for (int i = 0; i < a->n_arms; i++) {
+        const struct ds_an_arm *arm = &a->arms[i];
+        if (strcmp(arm->workload, wl) || arm->best < 0) continue;
+        int seen = 0;
+        for (int k = 0; k < n_done; k++) seen |= !strcmp(done_opt[k], arm->optimizer);
+        if (seen || n_done == 16) continue;
+        snprintf(done_opt[n_done++], sizeof done_opt[0], "%s", arm->optimizer);
+        /* this optimizer's arms sorted by strength */
+        double xs[64], test[64], train[64];
+        int m = 0;
+        for (int j = 0; j < a->n_arms && m < 64; j++) {
+            const struct ds_an_arm *b = &a->arms[j];
+            if (strcmp(b->workload, wl) || strcmp(b->optimizer, arm->optimizer) || b->best < 0) continue;
+            double v = ds_table_num(&a->runs, b->lrs[0].rows[0], key);
+            xs[m] = v > 0 ? v : zero_at;
+            test[m] = b->lrs[b->best].mean, train[m] = b->lrs[b->best].train_mean;
+            m++;
+        }
+        for (int p = 1; p < m; p++)
+            for (int q = p; q > 0 && xs[q - 1] > xs[q]; q--) {
+                double t;
+                t = xs[q], xs[q] = xs[q - 1], xs[q - 1] = t;
+                t = test[q], test[q] = test[q - 1], test[q - 1] = t;
+                t = train[q], train[q] = train[q - 1], train[q - 1] = t;
+            }
+        fprintf(f.dat, "# %s: %s, test %s, train %s\n", arm->optimizer, key, a->metric[w], a->metric[w]);
+        for (int p = 0; p < m; p++) fprintf(f.dat, "%.10g %.10g %.10g\n", xs[p], test[p], train[p]);
+        fprintf(f.dat, "\n\n");
+        const char *col = palette[ci++ % NPAL];
+        fprintf(f.gp,
+                "%s'%s.dat' index %d using 1:2 with linespoints lw 2 pt 7 lc rgb '%s' title '%s test', \\\n"
+                "  '%s.dat' index %d using 1:3 with linespoints lw 2 dt 2 pt 6 lc rgb '%s' title '%s train'",
+                first ? "" : ", \\\n  ", name, f.n_blocks, col, arm->optimizer, name, f.n_blocks, col,
+                arm->optimizer);
+        f.n_blocks++;
+        first = 0;
+    }
+    fprintf(f.gp, "\n");
+    st = fig_close(&f, pdir, err);
+    if (st == DS_OK) (*made)++;
+    return st;
+}
+
+static ds_status throughput_figure(const struct ds_analysis *a, const char *pdir, int *made,
+                                   struct ds_err *err)
+{
+    struct fig f;
+    ds_status st = fig_open(&f, pdir, "throughput", err);
+    if (st != DS_OK) return st;
+    int n = 0;
+    for (int i = 0; i < a->n_arms; i++) {
+        const struct ds_an_arm *arm = &a->arms[i];
+        if (arm->best < 0 || isnan(arm->lrs[arm->best].sps_mean)) continue;
+        fprintf(f.dat, "%d \"%s\\n%s\" %.10g\n", n, arm->workload, arm->label, arm->lrs[arm->best].sps_mean);
+        n++;
+    }
+    fprintf(f.gp, "set title 'Training throughput of each tuned arm (mean over seeds)'\n");
+    fprintf(f.gp, "set ylabel 'samples per second (log scale)'\nset logscale y\nset format y '%%.0e'\n");
+    fprintf(f.gp, "set style fill solid 0.8 border -1\nset boxwidth 0.6\nset xtics rotate by -35 font ',9'\n");
+    fprintf(f.gp, "set bmargin 9\nunset key\nset xrange [-0.7:%d]\n", n > 0 ? n : 1);
+    fprintf(f.gp, "plot 'throughput.dat' using 1:3:xtic(2) with boxes lc rgb '%s'\n", palette[0]);
+    st = fig_close(&f, pdir, err);
+    if (st == DS_OK) (*made)++;
+    return st;
+}
+
+static ds_status profile_figure(const struct ds_analysis *a, const char *pdir, int *made,
+                                struct ds_err *err)
+{
+    if (a->n_prof_workloads == 0) return DS_OK;
+    struct fig f;
+    ds_status st = fig_open(&f, pdir, "profile", err);
+    if (st != DS_OK) return st;
+    fprintf(f.gp, "set title 'Performance profiles (AlgoPerf): time to target within tau x the fastest, over %d workload%s'\n",
+            a->n_prof_workloads, a->n_prof_workloads == 1 ? "" : "s");
+    fprintf(f.gp, "set xlabel 'tau (time to target / fastest arm''s)'\nset ylabel 'fraction of workloads'\n");
+    fprintf(f.gp, "set yrange [-0.02:1.05]\nset xrange [1:%g]\n", DS_AN_TAU_MAX);
+    fprintf(f.gp, "plot ");
+    for (int e = 0; e < a->n_entrants; e++) {
+        fprintf(f.dat, "# %s\n", a->entrants[e]);
+        for (int k = 0; k <= 300; k++) {
+            double tau = 1.0 + (DS_AN_TAU_MAX - 1.0) * k / 300;
+            fprintf(f.dat, "%.6g %.6g\n", tau, ds_analysis_rho(a, e, tau));
+        }
+        fprintf(f.dat, "\n\n");
+        fprintf(f.gp, "%s'profile.dat' index %d using 1:2 with lines lw 2 lc rgb '%s' title '%s (area %.2f)'",
+                e ? ", \\\n  " : "", e, palette[e % NPAL], a->entrants[e], a->area[e]);
+    }
+    fprintf(f.gp, "\n");
+    st = fig_close(&f, pdir, err);
+    if (st == DS_OK) (*made)++;
+    return st;
+}
+
+ds_status ds_plot_dir(const char *dir, int *n_figures, struct ds_err *err)
+{
+    struct ds_analysis a;
+    ds_status st = ds_analysis_load(dir, &a, err);
+    if (st != DS_OK) return st;
+    char pdir[1100];
+    snprintf(pdir, sizeof pdir, "%s/plots", dir);
+    st = ds_mkdir_p(pdir, err);
+    int made = 0;
+    for (int w = 0; w < a.n_workloads && st == DS_OK; w++) {
+        const char *lc = loss_column(&a, a.workloads[w]);
+        const char *ll = strcmp(lc, "suboptimality") ? "training loss" : "suboptimality f - f*";
+        st = curve_figure(&a, w, pdir, "loss-step", "step", "step", lc, ll, &made, err);
+        if (st == DS_OK)
+            st = curve_figure(&a, w, pdir, "loss-time", "wall_s", "training time (s)", lc, ll, &made, err);
+        if (st == DS_OK) {
+            char yl[128];
+            snprintf(yl, sizeof yl, "test %s", a.metric[w]);
+            st = curve_figure(&a, w, pdir, "metric-epoch", "epoch", "epoch", "eval_metric", yl, &made, err);
+        }
+        if (st == DS_OK) st = lr_figure(&a, w, pdir, &made, err);
+        for (size_t k = 0; k < DS_ARRAY_LEN(reg_keys) && st == DS_OK; k++)
+            st = reg_figure(&a, w, reg_keys[k], pdir, &made, err);
+    }
+    if (st == DS_OK) st = throughput_figure(&a, pdir, &made, err);
+    if (st == DS_OK) st = profile_figure(&a, pdir, &made, err);
+    ds_analysis_free(&a);
+    if (n_figures) *n_figures = made;
+    return st;
+}
+
+int ds_cmd_plot(int argc, char **argv)
+{
+    if (argc != 1 || argv[0][0] == '-') {
+        fprintf(stderr, "descent plot: usage: descent plot DIR (a sweep or run folder)\n");
+        return 2;
+    }
+    struct ds_err err = {{0}};
+    int n = 0;
+    ds_status st = ds_plot_dir(argv[0], &n, &err);
+    if (st != DS_OK) {
+        fprintf(stderr, "descent plot: %s\n", err.msg);
+        return ds_status_exit_code(st);
+    }
+    printf("descent plot: %d figures (PNG and SVG) in %s/plots\n", n, argv[0]);
+    return 0;
+}
