@@ -61,7 +61,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # Unit tests: everything but the tests that run the binary (command line, replay).
 UNIT_BIN := $(filter-out $(BUILD)/tests/test_cli $(BUILD)/tests/test_replay,$(TEST_BIN))
 
-.PHONY: all deps test test-unit test-sanitize baseline bench peer-fmnist baselines-fmnist clean install help
+.PHONY: all deps test test-unit test-sanitize baseline bench report-check peer-fmnist baselines-fmnist clean install help
 all: deps $(BUILD)/descent
 	@echo "built $(BUILD)/descent  [cuda: $(if $(filter 1,$(WITH_CUDA)),nvcc found at $(NVCC); the CUDA backend is not written yet,not found)] [mpi: not built] [nccl: not built]"
 
@@ -132,8 +132,22 @@ baseline: all
 	@mkdir -p results/baselines && cp $(BUILD)/ci-baseline/runs.csv results/baselines/ci.csv
 	@echo "results/baselines/ci.csv refreshed ($$(($$(wc -l < results/baselines/ci.csv) - 1)) runs): review and commit it"
 
+# The default suite: configs/bench.ini (about 4 minutes on 2 cores), its
+# figures and report; prints where the report is.
 bench: all
-	@DESCENT_BIN=$(BUILD)/descent sh harness/bench.sh
+	@out=results/bench-$$(date +%Y%m%d-%H%M%S); \
+	$(BUILD)/descent sweep configs/bench.ini -j 2 --out $$out && \
+	$(BUILD)/descent report $$out && \
+	echo "make bench: open $$out/report.html (Markdown: $$out/report.md)"
+
+# The report looked at: the CI suite's report rendered by headless Chromium
+# (Debian's chromium, installed when missing and root) to a screenshot,
+# $(BUILD)/report-check/report.png, and the figures checked as PNG and SVG.
+report-check: all
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "report-check: needs chromium: sudo apt-get install -y chromium"; exit 1; fi; }
+	@sh tests/report_check.sh $(BUILD)/descent $(BUILD)/report-check
 
 # descent against PyTorch on Fashion-MNIST, same model, batch, optimizer and
 # threads, in one invocation (a benchmark, not a test). RUNS=, EPOCHS= override.

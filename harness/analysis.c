@@ -280,15 +280,37 @@ ds_status ds_analysis_load(const char *dir, struct ds_analysis *a, struct ds_err
         l->rows = xrealloc(l->rows, sizeof(size_t) * (size_t)(l->n + 1));
         l->rows[l->n++] = r;
     }
-    /* labels: the optimizer, then the settings in which the arm differs from
-     * another arm of its workload and optimizer */
+    /* labels: the optimizer, then its hyperparameters (and regularizers) that
+     * differ between arms of the same optimizer anywhere in the sweep, so an
+     * arm has one name across workloads (the profiles rely on it); then any
+     * other setting that still tells two arms of one workload apart */
+    static const char *const hyper[] = {"momentum", "dampening", "nesterov", "beta1", "beta2", "eps",
+                                        "amsgrad", "alpha", "centered", "lr-decay",
+                                        "initial-accumulator", "l2", "l1", "wd", "decay-bias",
+                                        "dropout", "clip", "schedule", "warmup", "gamma", "min-lr"};
     for (int i = 0; i < a->n_arms; i++) {
         struct ds_an_arm *arm = &a->arms[i];
         size_t r0 = arm->lrs[0].rows[0];
         size_t at = (size_t)snprintf(arm->label, sizeof arm->label, "%s", arm->optimizer);
+        for (size_t h = 0; h < DS_ARRAY_LEN(hyper) && at + 1 < sizeof arm->label; h++) {
+            const char *v = ds_table_get(t, r0, hyper[h]);
+            int differs = 0;
+            for (int o = 0; o < a->n_arms && !differs; o++)
+                differs = !strcmp(a->arms[o].optimizer, arm->optimizer) &&
+                          strcmp(ds_table_get(t, a->arms[o].lrs[0].rows[0], hyper[h]), v) != 0;
+            if (differs)
+                at += (size_t)snprintf(arm->label + at, sizeof arm->label - at, " %s=%s", hyper[h], v);
+        }
+    }
+    for (int i = 0; i < a->n_arms; i++) {
+        struct ds_an_arm *arm = &a->arms[i];
+        size_t r0 = arm->lrs[0].rows[0], at = strlen(arm->label);
         for (int k = 0; k < ds_config_key_count() && at + 1 < sizeof arm->label; k++) {
             const char *name = ds_config_key_name(k);
             if (outside_arm(k) || !strcmp(name, "workload") || !strcmp(name, "optimizer")) continue;
+            int is_hyper = 0;
+            for (size_t h = 0; h < DS_ARRAY_LEN(hyper); h++) is_hyper |= !strcmp(hyper[h], name);
+            if (is_hyper) continue;
             const char *v = ds_table_get(t, r0, name);
             int differs = 0;
             for (int o = 0; o < a->n_arms && !differs; o++) {
@@ -316,6 +338,61 @@ ds_status ds_analysis_load(const char *dir, struct ds_analysis *a, struct ds_err
     }
     profiles(a);
     return DS_OK;
+}
+
+/* The arm key with "key=...;" taken out. */
+static void key_without(const char *k, const char *key, char *out, size_t len)
+{
+    char pat[96];
+    snprintf(pat, sizeof pat, "%s=", key);
+    size_t pl = strlen(pat), at = 0;
+    const char *p = k;
+    while (*p && at + 1 < len) {
+        const char *end = strchr(p, ';');
+        size_t n = end ? (size_t)(end - p) + 1 : strlen(p);
+        int skip = strncmp(p, pat, pl) == 0;
+        if (!skip) {
+            size_t c = n < len - 1 - at ? n : len - 1 - at;
+            memcpy(out + at, p, c);
+            at += c;
+        }
+        p += n;
+    }
+    out[at] = '\0';
+}
+
+int ds_analysis_same_except(const struct ds_an_arm *x, const struct ds_an_arm *y, const char *key)
+{
+    char a[2048], b[2048];
+    key_without(x->key, key, a, sizeof a);
+    key_without(y->key, key, b, sizeof b);
+    return strcmp(a, b) == 0;
+}
+
+int ds_analysis_series(const struct ds_analysis *a, int arm, const char *key, int *out, int max)
+{
+    const struct ds_an_arm *x = &a->arms[arm];
+    for (int i = 0; i < arm; i++) /* the series is reported from its first arm only */
+        if (ds_analysis_same_except(&a->arms[i], x, key) && a->arms[i].best >= 0) return 0;
+    if (x->best < 0) return 0;
+    int n = 0;
+    for (int i = 0; i < a->n_arms && n < max; i++)
+        if (a->arms[i].best >= 0 && ds_analysis_same_except(&a->arms[i], x, key)) out[n++] = i;
+    /* ascending strength */
+    for (int p = 1; p < n; p++)
+        for (int q = p; q > 0; q--) {
+            double u = ds_table_num(&a->runs, a->arms[out[q - 1]].lrs[0].rows[0], key);
+            double v = ds_table_num(&a->runs, a->arms[out[q]].lrs[0].rows[0], key);
+            if (!(u > v)) break;
+            int t = out[q];
+            out[q] = out[q - 1], out[q - 1] = t;
+        }
+    /* distinct strengths */
+    int distinct = 0;
+    for (int p = 0; p < n; p++)
+        distinct += p == 0 || ds_table_num(&a->runs, a->arms[out[p]].lrs[0].rows[0], key) !=
+                                  ds_table_num(&a->runs, a->arms[out[p - 1]].lrs[0].rows[0], key);
+    return distinct >= 3 ? n : 0;
 }
 
 void ds_analysis_free(struct ds_analysis *a)

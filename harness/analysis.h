@@ -72,6 +72,13 @@ void ds_analysis_free(struct ds_analysis *a);
 int ds_analysis_workload(const struct ds_analysis *a, const char *w);
 /* rho(tau) of entrant e. */
 double ds_analysis_rho(const struct ds_analysis *a, int e, double tau);
+/* Whether arms x and y have the same configuration except `key`. */
+int ds_analysis_same_except(const struct ds_an_arm *x, const struct ds_an_arm *y, const char *key);
+/* A regularization series: the tuned arms that differ from arm `arm` only in
+ * `key` (itself included), ascending in key, into out (at most max); their
+ * count when arm is the series' first and it has three or more strengths,
+ * else 0. */
+int ds_analysis_series(const struct ds_analysis *a, int arm, const char *key, int *out, int max);
 /* Whether higher values of `metric` are better (accuracy) or lower (losses, mse, suboptimality). */
 int ds_metric_higher_better(const char *metric);
 

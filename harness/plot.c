@@ -107,10 +107,11 @@ static void gather_series(const struct ds_analysis *a, const struct ds_an_lr *l,
 struct fig {
     char base[1024]; /* DIR/plots/NAME, without extension */
     FILE *dat, *gp;
-    int n_blocks;
+    int n_blocks, height;
 };
 
-static ds_status fig_open(struct fig *f, const char *pdir, const char *name, struct ds_err *err)
+static ds_status fig_open_h(struct fig *f, const char *pdir, const char *name, int height,
+                            struct ds_err *err)
 {
     char p[1100];
     snprintf(f->base, sizeof f->base, "%s/%s", pdir, name);
@@ -127,10 +128,16 @@ static ds_status fig_open(struct fig *f, const char *pdir, const char *name, str
             "# %s.gp: made by descent plot; run `gnuplot %s.gp` in this folder to redraw\n"
             "set terminal pngcairo size %d,%d font \"%s\" noenhanced\n"
             "set output '%s.png'\n"
-            "set key outside right top noenhanced\nset grid back lc rgb '#dddddd'\n"
+            "set key below maxrows 4 noenhanced\nset grid back lc rgb '#dddddd'\n"
             "set border 3\nset tics nomirror\n",
-            name, name, W_PX, H_PX, FONT, name);
+            name, name, W_PX, height, FONT, name);
+    f->height = height;
     return DS_OK;
+}
+
+static ds_status fig_open(struct fig *f, const char *pdir, const char *name, struct ds_err *err)
+{
+    return fig_open_h(f, pdir, name, H_PX, err);
 }
 
 /* Finishes the script: the SVG from the same plot, then runs gnuplot on it. */
@@ -138,7 +145,7 @@ static ds_status fig_close(struct fig *f, const char *pdir, struct ds_err *err)
 {
     const char *name = strrchr(f->base, '/') + 1;
     fprintf(f->gp, "set terminal svg size %d,%d dynamic font \"%s\" noenhanced\nset output '%s.svg'\nreplot\n",
-            W_PX, H_PX, FONT, name);
+            W_PX, f->height, FONT, name);
     fclose(f->gp);
     fclose(f->dat);
     char script[1100];
@@ -242,7 +249,7 @@ static ds_status lr_figure(const struct ds_analysis *a, int w, const char *pdir,
     fprintf(f.gp, "set xlabel 'learning rate (log scale)'\nset ylabel 'final test %s%s'\nset logscale x\n",
             a->metric[w], logy ? " (log scale)" : "");
     if (logy) fprintf(f.gp, "set logscale y\n");
-    fprintf(f.gp, "plot ");
+    fprintf(f.gp, "set offsets graph 0.03, graph 0.03, graph 0.05, graph 0.05\nplot ");
     int first = 1;
     for (int i = 0; i < a->n_arms; i++) {
         const struct ds_an_arm *arm = &a->arms[i];
@@ -273,24 +280,24 @@ static ds_status lr_figure(const struct ds_analysis *a, int w, const char *pdir,
 }
 
 /* Final metric (test, and train where recorded) against a regularization
- * strength, for the arms of workload w that differ only in that key. */
+ * strength: one pair of lines per series of arms that differ only in it. */
 static ds_status reg_figure(const struct ds_analysis *a, int w, const char *key, const char *pdir,
                             int *made, struct ds_err *err)
 {
     const char *wl = a->workloads[w];
-    /* distinct values of key among the workload's tuned arms */
-    int n = 0;
-    double vals[64], minpos = INFINITY;
+    int any = 0;
+    double minpos = INFINITY;
     for (int i = 0; i < a->n_arms; i++) {
-        const struct ds_an_arm *arm = &a->arms[i];
-        if (strcmp(arm->workload, wl) || arm->best < 0) continue;
-        double v = ds_table_num(&a->runs, arm->lrs[0].rows[0], key);
-        int seen = 0;
-        for (int k = 0; k < n; k++) seen |= vals[k] == v;
-        if (!seen && n < 64 && !isnan(v)) vals[n++] = v;
-        if (v > 0) minpos = fmin(minpos, v);
+        int ser[64];
+        if (strcmp(a->arms[i].workload, wl)) continue;
+        int n = ds_analysis_series(a, i, key, ser, 64);
+        for (int p = 0; p < n; p++) {
+            double v = ds_table_num(&a->runs, a->arms[ser[p]].lrs[0].rows[0], key);
+            if (v > 0) minpos = fmin(minpos, v);
+        }
+        any |= n > 0;
     }
-    if (n < 3 || !isfinite(minpos)) return DS_OK;
+    if (!any || !isfinite(minpos)) return DS_OK;
     double zero_at = minpos / 10; /* a strength of 0 drawn one decade below the smallest */
     char name[600];
     snprintf(name, sizeof name, "%s-reg-%s", wl, key);
@@ -301,45 +308,28 @@ static ds_status reg_figure(const struct ds_analysis *a, int w, const char *key,
             wl, a->metric[w], key);
     fprintf(f.gp, "set xlabel '%s strength (log scale; 0 drawn at %g)'\nset ylabel 'final %s'\nset logscale x\n",
             key, zero_at, a->metric[w]);
-    fprintf(f.gp, "plot ");
-    /* one line per optimizer label with the key removed */
+    fprintf(f.gp, "set format x '%%g'\nset xtics add ('0' %g)\n", zero_at);
+    fprintf(f.gp, "set offsets graph 0.03, graph 0.03, graph 0.05, graph 0.05\nplot ");
     int first = 1, ci = 0;
-    char done_opt[16][64];
-    int n_done = 0;
     for (int i = 0; i < a->n_arms; i++) {
-        const struct ds_an_arm *arm = &a->arms[i];
-        if (strcmp(arm->workload, wl) || arm->best < 0) continue;
-        int seen = 0;
-        for (int k = 0; k < n_done; k++) seen |= !strcmp(done_opt[k], arm->optimizer);
-        if (seen || n_done == 16) continue;
-        snprintf(done_opt[n_done++], sizeof done_opt[0], "%s", arm->optimizer);
-        /* this optimizer's arms sorted by strength */
-        double xs[64], test[64], train[64];
-        int m = 0;
-        for (int j = 0; j < a->n_arms && m < 64; j++) {
-            const struct ds_an_arm *b = &a->arms[j];
-            if (strcmp(b->workload, wl) || strcmp(b->optimizer, arm->optimizer) || b->best < 0) continue;
+        int ser[64];
+        if (strcmp(a->arms[i].workload, wl)) continue;
+        int n = ds_analysis_series(a, i, key, ser, 64);
+        if (!n) continue;
+        fprintf(f.dat, "# %s: %s, test %s, train %s\n", a->arms[i].label, key, a->metric[w], a->metric[w]);
+        for (int p = 0; p < n; p++) {
+            const struct ds_an_arm *b = &a->arms[ser[p]];
             double v = ds_table_num(&a->runs, b->lrs[0].rows[0], key);
-            xs[m] = v > 0 ? v : zero_at;
-            test[m] = b->lrs[b->best].mean, train[m] = b->lrs[b->best].train_mean;
-            m++;
+            fprintf(f.dat, "%.10g %.10g %.10g\n", v > 0 ? v : zero_at, b->lrs[b->best].mean,
+                    b->lrs[b->best].train_mean);
         }
-        for (int p = 1; p < m; p++)
-            for (int q = p; q > 0 && xs[q - 1] > xs[q]; q--) {
-                double t;
-                t = xs[q], xs[q] = xs[q - 1], xs[q - 1] = t;
-                t = test[q], test[q] = test[q - 1], test[q - 1] = t;
-                t = train[q], train[q] = train[q - 1], train[q - 1] = t;
-            }
-        fprintf(f.dat, "# %s: %s, test %s, train %s\n", arm->optimizer, key, a->metric[w], a->metric[w]);
-        for (int p = 0; p < m; p++) fprintf(f.dat, "%.10g %.10g %.10g\n", xs[p], test[p], train[p]);
         fprintf(f.dat, "\n\n");
         const char *col = palette[ci++ % NPAL];
+        const char *opt = a->arms[i].optimizer;
         fprintf(f.gp,
                 "%s'%s.dat' index %d using 1:2 with linespoints lw 2 pt 7 lc rgb '%s' title '%s test', \\\n"
                 "  '%s.dat' index %d using 1:3 with linespoints lw 2 dt 2 pt 6 lc rgb '%s' title '%s train'",
-                first ? "" : ", \\\n  ", name, f.n_blocks, col, arm->optimizer, name, f.n_blocks, col,
-                arm->optimizer);
+                first ? "" : ", \\\n  ", name, f.n_blocks, col, opt, name, f.n_blocks, col, opt);
         f.n_blocks++;
         first = 0;
     }
@@ -353,20 +343,25 @@ static ds_status throughput_figure(const struct ds_analysis *a, const char *pdir
                                    struct ds_err *err)
 {
     struct fig f;
-    ds_status st = fig_open(&f, pdir, "throughput", err);
+    ds_status st = fig_open_h(&f, pdir, "throughput", 820, err);
     if (st != DS_OK) return st;
     int n = 0;
     for (int i = 0; i < a->n_arms; i++) {
         const struct ds_an_arm *arm = &a->arms[i];
         if (arm->best < 0 || isnan(arm->lrs[arm->best].sps_mean)) continue;
-        fprintf(f.dat, "%d \"%s\\n%s\" %.10g\n", n, arm->workload, arm->label, arm->lrs[arm->best].sps_mean);
+        int w = ds_analysis_workload(a, arm->workload);
+        fprintf(f.dat, "%d \"%s: %s\" %.10g %d\n", n, arm->workload, arm->label,
+                arm->lrs[arm->best].sps_mean, w % NPAL);
         n++;
     }
-    fprintf(f.gp, "set title 'Training throughput of each tuned arm (mean over seeds)'\n");
+    fprintf(f.gp, "set title 'Training throughput of each tuned arm (mean over seeds; colour: workload)'\n");
     fprintf(f.gp, "set ylabel 'samples per second (log scale)'\nset logscale y\nset format y '%%.0e'\n");
-    fprintf(f.gp, "set style fill solid 0.8 border -1\nset boxwidth 0.6\nset xtics rotate by -35 font ',9'\n");
-    fprintf(f.gp, "set bmargin 9\nunset key\nset xrange [-0.7:%d]\n", n > 0 ? n : 1);
-    fprintf(f.gp, "plot 'throughput.dat' using 1:3:xtic(2) with boxes lc rgb '%s'\n", palette[0]);
+    fprintf(f.gp, "set style fill solid 0.85 border -1\nset boxwidth 0.7\nset xtics rotate by 90 right font ',9'\n");
+    fprintf(f.gp, "set bmargin 19\nunset key\nset xrange [-0.7:%d]\n", n > 0 ? n : 1);
+    fprintf(f.gp, "set palette maxcolors %d\nset palette defined (", NPAL);
+    for (int k = 0; k < NPAL; k++) fprintf(f.gp, "%s%d '%s'", k ? ", " : "", k, palette[k]);
+    fprintf(f.gp, ")\nset cbrange [0:%d]\nunset colorbox\n", NPAL - 1);
+    fprintf(f.gp, "plot 'throughput.dat' using 1:3:4:xtic(2) with boxes lc palette\n");
     st = fig_close(&f, pdir, err);
     if (st == DS_OK) (*made)++;
     return st;
@@ -377,7 +372,7 @@ static ds_status profile_figure(const struct ds_analysis *a, const char *pdir, i
 {
     if (a->n_prof_workloads == 0) return DS_OK;
     struct fig f;
-    ds_status st = fig_open(&f, pdir, "profile", err);
+    ds_status st = fig_open_h(&f, pdir, "profile", H_PX + 20 * (a->n_entrants > 4 ? a->n_entrants - 4 : 0), err);
     if (st != DS_OK) return st;
     fprintf(f.gp, "set title 'Performance profiles (AlgoPerf): time to target within tau x the fastest, over %d workload%s'\n",
             a->n_prof_workloads, a->n_prof_workloads == 1 ? "" : "s");

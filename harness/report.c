@@ -198,11 +198,25 @@ static void findings(struct doc *d, const struct ds_analysis *a)
         fmt_metric(m, sizeof m, l->mean);
         fmt_metric(s, sizeof s, l->std);
         at += (size_t)snprintf(buf + at, sizeof buf - at,
-                               "%s (%s, %s is better): %s wins at lr %g with %s %s +- %s over %d seed%s",
+                               "%s (%s, %s is better; arms ranked by the %s metric, test shown): %s wins at lr %g with %s %s +- %s over %d seed%s",
                                a->workloads[w], a->metric[w], a->higher_better[w] ? "higher" : "lower",
-                               win->label, l->lr, a->metric[w], m, s, l->n_ok, l->n_ok == 1 ? "" : "s");
+                               a->selected_by_val[w] ? "validation" : "test", win->label, l->lr, a->metric[w], m, s, l->n_ok, l->n_ok == 1 ? "" : "s");
         int others = 0;
-        for (int i = 0; i < a->n_arms && at < sizeof buf - 200; i++) {
+        /* the other arms, best first */
+        int order[256], no = 0;
+        for (int i = 0; i < a->n_arms && no < 256; i++)
+            if (&a->arms[i] != win && !strcmp(a->arms[i].workload, a->workloads[w])) order[no++] = i;
+        for (int p = 1; p < no; p++)
+            for (int q = p; q > 0; q--) {
+                const struct ds_an_arm *x = &a->arms[order[q - 1]], *y = &a->arms[order[q]];
+                double sx = x->best < 0 ? -INFINITY : x->lrs[x->best].score;
+                double sy = y->best < 0 ? -INFINITY : y->lrs[y->best].score;
+                if (sx >= sy) break;
+                int t = order[q];
+                order[q] = order[q - 1], order[q - 1] = t;
+            }
+        for (int oi = 0; oi < no && at < sizeof buf - 200; oi++) {
+            int i = order[oi];
             const struct ds_an_arm *arm = &a->arms[i];
             if (arm == win || strcmp(arm->workload, a->workloads[w])) continue;
             if (arm->best < 0) {
@@ -217,32 +231,32 @@ static void findings(struct doc *d, const struct ds_analysis *a)
         if (at < sizeof buf - 2) snprintf(buf + at, sizeof buf - at, ".");
         bullet(d, "%s", buf);
     }
-    /* regularization: the strength that gave the best test metric, per workload and key */
+    /* regularization: each series of arms that differ only in a strength */
     static const char *const keys[] = {"l2", "l1", "wd", "dropout"};
-    for (int w = 0; w < a->n_workloads; w++)
+    for (int i = 0; i < a->n_arms; i++)
         for (size_t k = 0; k < DS_ARRAY_LEN(keys); k++) {
-            int n = 0;
-            double best_v = NAN, best_m = NAN, zero_m = NAN, zero_gap = NAN, best_gap = NAN;
-            for (int i = 0; i < a->n_arms; i++) {
-                const struct ds_an_arm *arm = &a->arms[i];
-                if (strcmp(arm->workload, a->workloads[w]) || arm->best < 0) continue;
-                double v = ds_table_num(&a->runs, arm->lrs[0].rows[0], keys[k]);
-                const struct ds_an_lr *l = &arm->lrs[arm->best];
-                int better = isnan(best_m) || (a->higher_better[w] ? l->mean > best_m : l->mean < best_m);
-                if (better) best_m = l->mean, best_v = v, best_gap = l->train_mean - l->mean;
-                if (v == 0) zero_m = l->mean, zero_gap = l->train_mean - l->mean;
-                n++;
+            int ser[64];
+            int n = ds_analysis_series(a, i, keys[k], ser, 64);
+            if (!n) continue;
+            int w = ds_analysis_workload(a, a->arms[i].workload);
+            char line[4096];
+            size_t at = (size_t)snprintf(line, sizeof line, "%s, %s, %s strength: test %s (train - test gap)",
+                                         a->workloads[w], a->arms[i].optimizer, keys[k], a->metric[w]);
+            int best = 0;
+            for (int p = 0; p < n; p++) {
+                const struct ds_an_lr *l = &a->arms[ser[p]].lrs[a->arms[ser[p]].best];
+                const struct ds_an_lr *b = &a->arms[ser[best]].lrs[a->arms[ser[best]].best];
+                if (a->higher_better[w] ? l->mean > b->mean : l->mean < b->mean) best = p;
+                char m[32], g[32];
+                fmt_metric(m, sizeof m, l->mean), fmt_metric(g, sizeof g, l->train_mean - l->mean);
+                at += (size_t)snprintf(line + at, sizeof line - at, "%s %g: %s (%s)", p ? "," : "",
+                                       ds_table_num(&a->runs, a->arms[ser[p]].lrs[0].rows[0], keys[k]), m, g);
+                if (at >= sizeof line) break;
             }
-            int distinct = 0;
-            for (int i = 0; i < a->n_arms; i++)
-                distinct |= !strcmp(a->arms[i].workload, a->workloads[w]) &&
-                            ds_table_num(&a->runs, a->arms[i].lrs[0].rows[0], keys[k]) != best_v;
-            if (n < 3 || !distinct) continue;
-            char bm[32], zm[32], bg[32], zg[32];
-            fmt_metric(bm, sizeof bm, best_m), fmt_metric(zm, sizeof zm, zero_m);
-            fmt_metric(bg, sizeof bg, best_gap), fmt_metric(zg, sizeof zg, zero_gap);
-            bullet(d, "%s, %s strength: the best test %s, %s, came at %s = %g (without it: %s); train - test gap %s there, %s without.",
-                   a->workloads[w], keys[k], a->metric[w], bm, keys[k], best_v, zm, bg, zg);
+            if (at < sizeof line - 80)
+                snprintf(line + at, sizeof line - at, "; best at %s = %g.", keys[k],
+                         ds_table_num(&a->runs, a->arms[ser[best]].lrs[0].rows[0], keys[k]));
+            bullet(d, "%s", line);
         }
     if (a->n_prof_workloads > 0) {
         int top = 0;
@@ -298,7 +312,7 @@ static void workload_section(struct doc *d, const struct ds_analysis *a, int w)
             if (isnan(l->steps_mean)) snprintf(c[4], sizeof c[4], isnan(a->target[w]) ? "-" : "not reached");
             else snprintf(c[4], sizeof c[4], "%.0f", l->steps_mean);
             if (isnan(l->time_mean)) snprintf(c[5], sizeof c[5], "-");
-            else snprintf(c[5], sizeof c[5], "%.2f", l->time_mean);
+            else snprintf(c[5], sizeof c[5], "%.3g", l->time_mean);
             snprintf(c[6], sizeof c[6], "%.4g", l->sps_mean);
         }
         const char *cells[7] = {c[0], c[1], c[2], c[3], c[4], c[5], c[6]};
