@@ -2062,6 +2062,100 @@ static void test_compare_gate(void **state)
     res_free(&r);
 }
 
+
+/* ---------------------------------------------------------------- plot, report */
+
+/* A valid PNG (its 8-byte signature and an IHDR) of reasonable size. */
+static void expect_png(const char *path)
+{
+    size_t len;
+    char *d = slurp(path, &len);
+    if (!d) fail_msg("%s: missing", path);
+    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (len < 1000 || memcmp(d, sig, 8) != 0 || memcmp(d + 12, "IHDR", 4) != 0)
+        fail_msg("%s: not a PNG image (%zu bytes)", path, len);
+    free(d);
+}
+
+/* An SVG document holding each of the strings (the legend's series). */
+static void expect_svg_(const char *path, ...)
+{
+    char *d = slurp(path, NULL);
+    if (!d) fail_msg("%s: missing", path);
+    if (!strstr(d, "<svg") || !strstr(d, "</svg>")) fail_msg("%s: not an SVG document", path);
+    va_list ap;
+    va_start(ap, path);
+    const char *s;
+    while ((s = va_arg(ap, const char *)) != NULL)
+        if (!strstr(d, s)) {
+            va_end(ap);
+            free(d);
+            fail_msg("%s: no series '%s'", path, s);
+        }
+    va_end(ap);
+    free(d);
+}
+#define expect_svg(...) expect_svg_(__VA_ARGS__, (const char *)NULL)
+
+static void test_plot_and_report(void **state)
+{
+    (void)state;
+    const char *ini = write_ini("small.ini",
+                                "[sweep]\nname = small\ndescription = plot test\n[run]\nseeds = 1, 2\n"
+                                "[run.q-sgd]\nworkload = quadratic\nsteps = 100\ntarget = 100\noptimizer = sgd\n"
+                                "momentum = 0.9\nlr = 0.1, 0.3\n"
+                                "[run.q-adam]\nworkload = quadratic\nsteps = 100\ntarget = 100\noptimizer = adam\n"
+                                "lr = 0.3, 1\n"
+                                "[run.l-sgd]\nworkload = logreg\nsteps = 200\ntarget = 0.9\noptimizer = sgd\n"
+                                "momentum = 0.9\nlr = 0.03, 0.1\n"
+                                "[run.l-adam]\nworkload = logreg\nsteps = 200\ntarget = 0.9\noptimizer = adam\n"
+                                "lr = 0.01, 0.03\nl2 = 0, 1e-3, 1e-2\n");
+    struct res r;
+    RUN(&r, "sweep", ini, "-j", "2", "--quiet", "--out", tp("sw"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    RUN(&r, "plot", tp("sw"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    const char *figs[] = {"quadratic-loss-step", "quadratic-loss-time", "quadratic-metric-epoch",
+                          "quadratic-lr", "logreg-loss-step", "logreg-lr", "logreg-reg-l2",
+                          "throughput", "profile"};
+    for (size_t i = 0; i < sizeof figs / sizeof figs[0]; i++) {
+        expect_png(tp("sw/plots/%s.png", figs[i]));
+        expect_svg(tp("sw/plots/%s.svg", figs[i]));
+        assert_true(file_exists(tp("sw/plots/%s.gp", figs[i])));
+    }
+    /* the series: one line per arm at its tuned LR, the LR grid, the strengths */
+    expect_svg(tp("sw/plots/quadratic-loss-step.svg"), "sgd (lr ", "adam l2=0 (lr ", "suboptimality");
+    expect_svg(tp("sw/plots/logreg-lr.svg"), "learning rate", "sgd", "adam l2=0");
+    expect_svg(tp("sw/plots/logreg-reg-l2.svg"), "adam test", "adam train");
+    expect_svg(tp("sw/plots/profile.svg"), "area");
+    /* the report: self-contained HTML with the figures inlined, and Markdown */
+    RUN(&r, "report", tp("sw"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    char *html = slurp(tp("sw/report.html"), NULL), *md = slurp(tp("sw/report.md"), NULL);
+    assert_non_null(html);
+    assert_non_null(md);
+    const char *want[] = {"<!DOCTYPE html>", "Findings", "quadratic", "logreg", "tuned lr", "Tuneability",
+                          "Performance profiles", "descent sweep", "l2 strength", "</html>"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(html, want[i])) fail_msg("report.html does not mention '%s'", want[i]);
+    int svgs = 0;
+    for (const char *p = html; (p = strstr(p, "<svg")); p++) svgs++;
+    if (svgs < (int)(sizeof figs / sizeof figs[0])) fail_msg("report.html inlines %d figures, expected at least %zu", svgs, sizeof figs / sizeof figs[0]);
+    if (strstr(html, "src=\"http") || strstr(html, "href=\"http")) fail_msg("report.html refers to outside files");
+    if (!strstr(md, "![quadratic-loss-step](plots/quadratic-loss-step.png)")) fail_msg("report.md does not link the figures");
+    free(html), free(md);
+    /* bad input */
+    RUN(&r, "plot", tp("nothing"));
+    expect_usage(&r, "nothing");
+    res_free(&r);
+    RUN(&r, "report");
+    expect_usage(&r, "usage");
+    res_free(&r);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
@@ -2112,6 +2206,7 @@ int main(void)
         T(test_sweep_failures),
         T(test_sweep_bad_input),
         T(test_compare_gate),
+        T(test_plot_and_report),
     };
 #undef T
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);

@@ -9,10 +9,17 @@
  *  - every error case: exit status 2 (DS_ERR_USAGE) and a message naming
  *    FILE:LINE of the offending line, and what is wrong;
  *  - tables: RFC 4180 quoting round trip, a killed writer's last line
- *    dropped, union of columns on append, rows wider than the header.
+ *    dropped, union of columns on append, rows wider than the header;
+ *  - the analysis of a hand-made runs.csv: arms, the tuned LR (a diverged
+ *    seed rules an LR out; lower-is-better metrics), mean/std/min/max over
+ *    seeds, steps to target only when every seed reached it, regularization
+ *    series, and performance-profile ratios and area scores worked by hand.
  */
 #include "testutil.h"
 
+#include <sys/stat.h>
+
+#include "../harness/analysis.h"
 #include "../harness/experiment.h"
 #include "../harness/table.h"
 
@@ -343,6 +350,102 @@ static void test_table_errors(void **state)
     assert_non_null(strstr(err.msg, "missing.csv"));
 }
 
+
+/* ---- analysis ---- */
+
+static void test_analysis(void **state)
+{
+    (void)state;
+    char sub[512];
+    snprintf(sub, sizeof sub, "%s/sweep", dir);
+    mkdir(sub, 0755);
+    /* two workloads: w-acc (accuracy, higher better, target 0.9) and w-loss
+     * (mse, lower better, target 0.1); arms sgd (two LRs) and adam (two LRs,
+     * l2 0) plus adam l2 1e-3 and 1e-2 (a regularization series), two seeds */
+    const char *csv =
+        "run_id,workload,optimizer,lr,seed,l2,target,status,metric,final_eval_metric,final_train_metric,steps_to_target,time_to_target_s,samples_per_s\n"
+        "a1,w-acc,sgd,0.1,1,0,0.9,ok,accuracy,0.90,0.95,100,1.0,1000\n"
+        "a2,w-acc,sgd,0.1,2,0,0.9,ok,accuracy,0.92,0.96,120,1.2,1000\n"
+        "a3,w-acc,sgd,1,1,0,0.9,ok,accuracy,0.97,0.99,50,0.5,1000\n"
+        "a4,w-acc,sgd,1,2,0,0.9,diverged,accuracy,,,,,\n" /* rules lr 1 out */
+        "a5,w-acc,adam,0.01,1,0,0.9,ok,accuracy,0.93,0.97,80,2.0,500\n"
+        "a6,w-acc,adam,0.01,2,0,0.9,ok,accuracy,0.95,0.97,,,500\n" /* missed the target */
+        "a7,w-acc,adam,0.001,1,0,0.9,ok,accuracy,0.80,0.80,,,500\n"
+        "a8,w-acc,adam,0.001,2,0,0.9,ok,accuracy,0.82,0.84,,,500\n"
+        "a9,w-acc,adam,0.01,1,0.001,0.9,ok,accuracy,0.91,0.92,,,500\n"
+        "b1,w-acc,adam,0.01,1,0.01,0.9,ok,accuracy,0.85,0.85,,,500\n"
+        "c1,w-loss,sgd,0.1,1,0,0.1,ok,mse,0.05,0.04,10,0.2,9000\n"
+        "c2,w-loss,sgd,0.3,1,0,0.1,ok,mse,0.20,0.19,,,9000\n"
+        "c3,w-loss,adam,0.01,1,0,0.1,ok,mse,0.08,0.07,30,0.6,8000\n";
+    char path[600];
+    snprintf(path, sizeof path, "%s/runs.csv", sub);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(csv, f);
+    fclose(f);
+    struct ds_analysis a;
+    struct ds_err err = {{0}};
+    if (ds_analysis_load(sub, &a, &err) != DS_OK) fail_msg("%s", err.msg);
+    assert_int_equal(a.n_workloads, 2);
+    int wa = ds_analysis_workload(&a, "w-acc"), wl = ds_analysis_workload(&a, "w-loss");
+    assert_true(a.higher_better[wa] && !a.higher_better[wl]);
+    assert_true(a.target[wa] == 0.9 && a.target[wl] == 0.1);
+    assert_int_equal(a.selected_by_val[wa], 0);
+    assert_int_equal(a.n_arms, 6); /* w-acc: sgd, adam, adam l2=1e-3, adam l2=1e-2; w-loss: sgd, adam */
+    const struct ds_an_arm *sgd = NULL, *adam = NULL, *lsgd = NULL;
+    for (int i = 0; i < a.n_arms; i++) {
+        const struct ds_an_arm *x = &a.arms[i];
+        if (!strcmp(x->workload, "w-acc") && !strcmp(x->label, "sgd")) sgd = x;
+        if (!strcmp(x->workload, "w-acc") && !strcmp(x->label, "adam l2=0")) adam = x;
+        if (!strcmp(x->workload, "w-loss") && !strcmp(x->label, "sgd")) lsgd = x;
+    }
+    assert_non_null(sgd);
+    assert_non_null(adam);
+    assert_non_null(lsgd);
+    /* sgd: lr 1 has the higher mean but a diverged seed: lr 0.1 is tuned */
+    assert_int_equal(sgd->n_lr, 2);
+    assert_true(sgd->lrs[sgd->best].lr == 0.1);
+    assert_int_equal(sgd->lrs[1].n_ok, 1);
+    const struct ds_an_lr *l = &sgd->lrs[sgd->best];
+    assert_close(l->mean, 0.91, 1e-12);
+    assert_close(l->std, sqrt(0.0002), 1e-12);
+    assert_close(l->min, 0.90, 1e-12);
+    assert_close(l->max, 0.92, 1e-12);
+    assert_close(l->train_mean, 0.955, 1e-12);
+    assert_close(l->steps_mean, 110, 1e-12);
+    assert_close(l->time_mean, 1.1, 1e-12);
+    /* adam: lr 0.01, but a seed missed the target: no steps to target */
+    assert_true(adam->lrs[adam->best].lr == 0.01);
+    assert_true(isnan(adam->lrs[adam->best].steps_mean));
+    /* lower is better: lr 0.1 (mse 0.05) over 0.3 */
+    assert_true(lsgd->lrs[lsgd->best].lr == 0.1);
+    /* the l2 series: 0, 1e-3, 1e-2 from the adam arm */
+    int ser[8], first = (int)(adam - a.arms);
+    assert_int_equal(ds_analysis_series(&a, first, "l2", ser, 8), 3);
+    assert_int_equal(ser[0], first); /* ascending strength: 0 first */
+    assert_true(strstr(a.arms[ser[2]].label, "l2=0.01") != NULL);
+    assert_int_equal(ds_analysis_series(&a, first, "dropout", ser, 8), 0);
+    /* profiles: w-acc: sgd 1.1 s is the fastest, adam never (a seed missed);
+     * w-loss: sgd 0.2 s, adam 0.6 s = 3x */
+    assert_int_equal(a.n_prof_workloads, 2);
+    int es = -1, ea = -1;
+    for (int e = 0; e < a.n_entrants; e++) {
+        if (!strcmp(a.entrants[e], "sgd")) es = e;
+        if (!strcmp(a.entrants[e], "adam l2=0")) ea = e;
+    }
+    assert_true(es >= 0 && ea >= 0);
+    assert_close(ds_analysis_rho(&a, es, 1.0), 1.0, 1e-12);
+    assert_close(ds_analysis_rho(&a, ea, 2.9), 0.0, 1e-12);
+    assert_close(ds_analysis_rho(&a, ea, 3.0), 0.5, 1e-12);
+    assert_close(a.area[es], 1.0, 1e-12);
+    /* rho = 0.5 on [3, 4], 0 before: area = 0.5 * 1/3 (trapezoid error < 1/300) */
+    assert_close(a.area[ea], 0.5 / 3.0, 2e-3);
+    ds_analysis_free(&a);
+    /* not a sweep folder */
+    assert_int_equal(ds_status_exit_code(ds_analysis_load(dir, &a, &err)), 2);
+    assert_non_null(strstr(err.msg, "not a sweep folder"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -353,6 +456,7 @@ int main(void)
         cmocka_unit_test(test_grid_errors),
         cmocka_unit_test(test_table_roundtrip),
         cmocka_unit_test(test_table_errors),
+        cmocka_unit_test(test_analysis),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
