@@ -73,7 +73,7 @@ static void summarise_lr(const struct ds_analysis *a, int w, const int *select_v
     double *evl = malloc(sizeof(double) * (size_t)l->n);
     DS_ASSERT(m && sel && tr && trl && evl);
     int n_ok = 0, all_reached = 1;
-    double steps = 0, tts = 0, sps = 0;
+    double steps = 0, epochs = 0, tts = 0, sps = 0;
     int n_sps = 0;
     for (int i = 0; i < l->n; i++) {
         size_t r = l->rows[i];
@@ -90,8 +90,9 @@ static void summarise_lr(const struct ds_analysis *a, int w, const int *select_v
         evl[n_ok] = ds_table_num(t, r, "final_eval_loss");
         n_ok++;
         double s = ds_table_num(t, r, "steps_to_target"), ts = ds_table_num(t, r, "time_to_target_s");
+        double per_step = ds_table_num(t, r, "epochs_done") / ds_table_num(t, r, "steps_done");
         if (isnan(s) || isnan(ts)) all_reached = 0;
-        else steps += s, tts += ts;
+        else steps += s, tts += ts, epochs += s * per_step;
         double p = ds_table_num(t, r, "samples_per_s");
         if (!isnan(p)) sps += p, n_sps++;
     }
@@ -109,6 +110,7 @@ static void summarise_lr(const struct ds_analysis *a, int w, const int *select_v
     l->train_loss_mean = mean_of(trl, n_ok);
     l->eval_loss_mean = mean_of(evl, n_ok);
     l->steps_mean = all_reached && n_ok ? steps / n_ok : NAN;
+    l->epochs_mean = all_reached && n_ok ? epochs / n_ok : NAN;
     l->time_mean = all_reached && n_ok ? tts / n_ok : NAN;
     l->sps_mean = n_sps ? sps / n_sps : NAN;
     /* a failed seed, or a non-finite score, makes the LR the worst */

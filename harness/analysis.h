@@ -32,7 +32,7 @@ struct ds_an_lr {
     double score;         /* selection score (higher is better; -inf when a seed failed) */
     double mean, std, min, max;     /* final test metric over the ok seeds */
     double train_mean, train_loss_mean, eval_loss_mean;
-    double steps_mean, time_mean;   /* to target: NAN unless every seed reached it */
+    double steps_mean, epochs_mean, time_mean; /* to target: NAN unless every seed reached it */
     double sps_mean;                /* samples/s */
 };
 

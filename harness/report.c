@@ -289,7 +289,7 @@ static void workload_section(struct doc *d, const struct ds_analysis *a, int w)
          a->metric[w], a->higher_better[w] ? "higher" : "lower", tgt,
          a->selected_by_val[w] ? "final validation metric (--val split)" : "final test metric (no validation split in these runs)");
     const char *cols[] = {"arm", "tuned lr", "final test metric: mean +- std [min, max] (seeds)",
-                          "final train metric", "steps to target", "time to target (s)", "samples/s"};
+                          "final train metric", "steps to target (epochs)", "time to target (s)", "samples/s"};
     table_begin(d, 7, cols);
     for (int i = 0; i < a->n_arms; i++) {
         const struct ds_an_arm *arm = &a->arms[i];
@@ -310,7 +310,9 @@ static void workload_section(struct doc *d, const struct ds_analysis *a, int w)
             snprintf(c[2], sizeof c[2], "%s +- %s [%s, %s] (%d)", m, s, lo, hi, l->n_ok);
             snprintf(c[3], sizeof c[3], "%s", tr);
             if (isnan(l->steps_mean)) snprintf(c[4], sizeof c[4], isnan(a->target[w]) ? "-" : "not reached");
-            else snprintf(c[4], sizeof c[4], "%.0f", l->steps_mean);
+            else if (isnan(l->epochs_mean) || fabs(l->epochs_mean - l->steps_mean) < 1e-9)
+                snprintf(c[4], sizeof c[4], "%.0f", l->steps_mean);
+            else snprintf(c[4], sizeof c[4], "%.0f (%.2f epochs)", l->steps_mean, l->epochs_mean);
             if (isnan(l->time_mean)) snprintf(c[5], sizeof c[5], "-");
             else snprintf(c[5], sizeof c[5], "%.3g", l->time_mean);
             snprintf(c[6], sizeof c[6], "%.4g", l->sps_mean);

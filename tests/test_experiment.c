@@ -17,6 +17,8 @@
  */
 #include "testutil.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <sys/stat.h>
 
 #include "../harness/analysis.h"
@@ -446,6 +448,35 @@ static void test_analysis(void **state)
     assert_non_null(strstr(err.msg, "not a sweep folder"));
 }
 
+/* Every experiment file shipped in configs/ loads, names itself after its
+ * file, and has runs (the tests run from the repository's root). */
+static void test_shipped_configs(void **state)
+{
+    (void)state;
+    DIR *d = opendir("configs");
+    if (!d) fail_msg("configs/: %s (run the tests from the repository's root)", strerror(errno));
+    struct dirent *de;
+    int n = 0;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (len < 5 || strcmp(de->d_name + len - 4, ".ini") != 0) continue;
+        char path[600], base[256];
+        snprintf(path, sizeof path, "configs/%s", de->d_name);
+        snprintf(base, sizeof base, "%.*s", (int)(len - 4), de->d_name);
+        struct ds_experiment e;
+        struct ds_err err = {{0}};
+        if (ds_exp_load(path, &e, &err) != DS_OK) fail_msg("%s: %s", path, err.msg);
+        assert_string_equal(e.name, base);
+        assert_true(e.n_points > 0);
+        assert_true(e.description[0] != '\0');
+        print_message("# %-28s %zu runs in %d groups\n", path, e.n_points, e.n_groups - 1);
+        ds_exp_free(&e);
+        n++;
+    }
+    closedir(d);
+    if (n < 4) fail_msg("configs/ holds %d experiment files, expected bench, ci, optimizers, regularization", n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -457,6 +488,7 @@ int main(void)
         cmocka_unit_test(test_table_roundtrip),
         cmocka_unit_test(test_table_errors),
         cmocka_unit_test(test_analysis),
+        cmocka_unit_test(test_shipped_configs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
