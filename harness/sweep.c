@@ -560,9 +560,19 @@ int ds_cmd_sweep(int argc, char **argv)
         ds_exp_free(&s.e);
         return 1;
     }
-    if (!quiet)
-        fprintf(stderr, "descent sweep %s: %zu runs (%zu to do), %d at a time, %d threads each -> %s\n",
-                s.e.name, s.e.n_points, todo, jobs, s.threads, s.dir);
+    if (!quiet) {
+        int kt = ds_config_key_find("threads"), given = 1;
+        for (size_t i = 0; i < s.e.n_points && given; i++) {
+            int has = 0;
+            for (int a = 0; a < s.e.points[i].n; a++) has |= s.e.points[i].keys[a] == kt;
+            given = has;
+        }
+        char th[64];
+        if (given) snprintf(th, sizeof th, "threads as the file sets them");
+        else snprintf(th, sizeof th, "%d thread%s each", s.threads, s.threads == 1 ? "" : "s");
+        fprintf(stderr, "descent sweep %s: %zu runs (%zu to do), %d at a time, %s -> %s\n", s.e.name,
+                s.e.n_points, todo, jobs, th, s.dir);
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
