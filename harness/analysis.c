@@ -119,10 +119,32 @@ static void summarise_lr(const struct ds_analysis *a, int w, const int *select_v
     free(m), free(sel), free(tr), free(trl), free(evl);
 }
 
+/* Workloads with a target on which some arm labelled `label` ran. */
+static int label_reach(const struct ds_analysis *a, const char *label)
+{
+    int n = 0;
+    for (int w = 0; w < a->n_workloads; w++) {
+        if (isnan(a->target[w])) continue;
+        int on = 0;
+        for (int i = 0; i < a->n_arms && !on; i++)
+            on = !strcmp(a->arms[i].workload, a->workloads[w]) && !strcmp(a->arms[i].label, label);
+        n += on;
+    }
+    return n;
+}
+
 static void profiles(struct ds_analysis *a)
 {
-    /* entrants: arm labels; workloads: those with a target */
+    /* entrants: arm labels that ran on at least two of the workloads with a
+     * target (where there are two): an ablation arm run on one workload (a
+     * regularization strength, say) is not an optimizer entered in the
+     * comparison; a missing workload counts as a target not reached, as
+     * AlgoPerf scores a submission that fails a workload */
+    int with_target = 0;
+    for (int w = 0; w < a->n_workloads; w++) with_target += !isnan(a->target[w]);
+    int need = with_target >= 2 ? 2 : 1;
     for (int i = 0; i < a->n_arms; i++) {
+        if (label_reach(a, a->arms[i].label) < need) continue;
         int found = 0;
         for (int e = 0; e < a->n_entrants && !found; e++)
             found = strcmp(a->entrants[e], a->arms[i].label) == 0;

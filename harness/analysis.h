@@ -16,7 +16,10 @@
  *  - Performance profiles (AlgoPerf): per workload with a target, each arm's
  *    time to target over the fastest arm's; rho(tau) is the fraction of
  *    workloads an arm reaches within tau times the fastest, and the area
- *    score is its mean over tau in [1, DS_AN_TAU_MAX].
+ *    score is its mean over tau in [1, DS_AN_TAU_MAX]. Entrants are the arm
+ *    labels run on at least two of the workloads with a target (ablations
+ *    run on one are left out); a workload an entrant did not run counts as
+ *    not reached.
  */
 #ifndef DS_ANALYSIS_H
 #define DS_ANALYSIS_H
