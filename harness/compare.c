@@ -18,6 +18,10 @@
  *                      (machines are noisy); a regression only with
  *                      --gate-speed
  *
+ * Defaults (below) can be set per suite in the [compare] section of its
+ * experiment file, which compare reads from a sweep folder's experiment.ini
+ * (NEW's, else BASE's); flags override both.
+ *
  * Changes the other way are reported as improvements. A run of BASE missing
  * from NEW is reported and fails the gate (unless --allow-missing): a gate
  * must not pass because a run vanished. Runs only in NEW are listed as added.
@@ -31,6 +35,7 @@
 #include "compare.h"
 
 #include "config.h"
+#include "experiment.h"
 #include "table.h"
 
 #include <math.h>
@@ -151,6 +156,7 @@ static int cmp_double(const void *a, const void *b)
 int ds_cmd_compare(int argc, char **argv)
 {
     struct cmp_opts o = {DEF_TOL_METRIC, DEF_TOL_LOSS, DEF_TOL_STEPS, DEF_TOL_SPEED, 0, 0};
+    int given[5] = {0}; /* tolerances and --gate-speed given as flags */
     const char *side[2] = {NULL, NULL};
     int nside = 0;
     for (int i = 0; i < argc; i++) {
@@ -175,10 +181,11 @@ int ds_cmd_compare(int argc, char **argv)
                 return usage(m);
             }
             *tols[t].dst = x;
+            given[t] = 1;
             matched = 1;
         }
         if (matched) continue;
-        if (strcmp(a, "--gate-speed") == 0) o.gate_speed = 1;
+        if (strcmp(a, "--gate-speed") == 0) o.gate_speed = 1, given[4] = 1;
         else if (strcmp(a, "--allow-missing") == 0) o.allow_missing = 1;
         else if (a[0] == '-' && a[1]) {
             char m[512];
@@ -204,6 +211,27 @@ int ds_cmd_compare(int argc, char **argv)
         }
     }
     const struct ds_table *b = &t[0], *n = &t[1];
+    /* the suite's own tolerances: [compare] of the experiment file a sweep
+     * folder keeps (NEW's first, then BASE's); flags override them */
+    char src[1300] = "";
+    for (int s = 1; s >= 0 && !src[0]; s--) {
+        struct stat sb;
+        char ini[1300];
+        snprintf(ini, sizeof ini, "%s/experiment.ini", side[s]);
+        if (stat(ini, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
+        struct ds_exp_compare ec;
+        if (ds_exp_load_compare(ini, &ec, &err) != DS_OK) {
+            fprintf(stderr, "descent compare: %s\n", err.msg);
+            ds_table_free(&t[0]), ds_table_free(&t[1]);
+            return 2;
+        }
+        double *dst[4] = {&o.tol_metric, &o.tol_loss, &o.tol_steps, &o.tol_speed};
+        double val[4] = {ec.tol_metric, ec.tol_loss, ec.tol_steps, ec.tol_speed};
+        for (int k = 0; k < 4; k++)
+            if (!given[k] && !isnan(val[k])) *dst[k] = val[k];
+        if (!given[4] && ec.gate_speed >= 0) o.gate_speed = ec.gate_speed;
+        snprintf(src, sizeof src, "%s", ini);
+    }
 
     struct change *ch = NULL;
     size_t nch = 0, matched = 0, regress = 0, improve = 0, missing = 0, added = 0, nspeed = 0;
@@ -290,6 +318,9 @@ int ds_cmd_compare(int argc, char **argv)
 
     printf("compare %s (BASE, %zu runs) with %s (NEW, %zu runs): %zu matched\n", used[0], b->nrows,
            used[1], n->nrows, matched);
+    printf("tolerances: metric %g (accuracy, absolute), loss x%g, steps x%g, speed x%g%s%s%s\n",
+           o.tol_metric, o.tol_loss, o.tol_steps, o.tol_speed, o.gate_speed ? ", speed gated" : "",
+           src[0] ? "; from " : "", src);
     if (nch) {
         int w = 12;
         for (size_t i = 0; i < nch; i++) w = (int)strlen(ch[i].run) > w ? (int)strlen(ch[i].run) : w;

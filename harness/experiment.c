@@ -10,6 +10,7 @@
 #include "experiment.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <errno.h>
 #include <ini.h>
 #include <stdarg.h>
@@ -28,6 +29,9 @@ struct parse {
     int last_group, last_axis; /* where the previous key went (for continuations) */
     int have_name, have_desc;
     int sweep_line;         /* the [sweep] header's line (0: none yet) */
+    int compare_line;       /* the [compare] header's line */
+    int compare_only;       /* ds_exp_load_compare: other sections are skipped */
+    unsigned seen_compare;  /* bit k: compare key k given */
     int err_line;           /* first error found by us (0: none) */
     ds_status err_status;
     char err_msg[1024];
@@ -45,6 +49,7 @@ static void perr(struct parse *ps, ds_status st, const char *fmt, ...)
 static void perr(struct parse *ps, ds_status st, const char *fmt, ...)
 {
     if (ps->err_line) return; /* keep the first */
+    if (ps->compare_only && ps->group != -3) return; /* only [compare] is read */
     ps->err_line = ps->line ? ps->line : 1;
     ps->err_status = st;
     va_list ap;
@@ -102,6 +107,14 @@ static void on_section(struct parse *ps, const char *line)
         ps->group = add_group(ps, "");
         return;
     }
+    if (strcmp(n, "compare") == 0) {
+        if (ps->compare_line)
+            perr(ps, DS_ERR_USAGE, "section [compare] appears twice (first at line %d)",
+                 ps->compare_line);
+        ps->compare_line = ps->line;
+        ps->group = -3;
+        return;
+    }
     if (strncmp(n, "run.", 4) == 0 && n[4]) {
         const char *g = n + 4;
         for (const char *c = g; *c; c++)
@@ -116,7 +129,7 @@ static void on_section(struct parse *ps, const char *line)
         ps->group = add_group(ps, g);
         return;
     }
-    perr(ps, DS_ERR_USAGE, "unknown section [%s] (valid: [sweep], [run], [run.NAME])", n);
+    perr(ps, DS_ERR_USAGE, "unknown section [%s] (valid: [sweep], [run], [run.NAME], [compare])", n);
     ps->group = -2;
 }
 
@@ -199,6 +212,43 @@ fail:
     return -1;
 }
 
+static const char *const ds_compare_keys[] = {"tol-metric", "tol-loss", "tol-steps", "tol-speed",
+                                              "gate-speed"};
+
+static int on_compare_key(struct parse *ps, const char *name, const char *value)
+{
+    struct ds_exp_compare *c = &ps->e->compare;
+    size_t k = 0;
+    while (k < DS_ARRAY_LEN(ds_compare_keys) && strcmp(name, ds_compare_keys[k])) k++;
+    if (k == DS_ARRAY_LEN(ds_compare_keys)) {
+        perr(ps, DS_ERR_USAGE,
+             "unknown key '%s' in [compare] (valid: tol-metric, tol-loss, tol-steps, tol-speed, "
+             "gate-speed)",
+             name);
+        return 1;
+    }
+    if (ps->seen_compare & (1u << k)) {
+        perr(ps, DS_ERR_USAGE, "[compare] %s given twice", name);
+        return 1;
+    }
+    ps->seen_compare |= 1u << k;
+    if (k == 4) {
+        if (!strcmp(value, "on") || !strcmp(value, "true") || !strcmp(value, "1")) c->gate_speed = 1;
+        else if (!strcmp(value, "off") || !strcmp(value, "false") || !strcmp(value, "0")) c->gate_speed = 0;
+        else perr(ps, DS_ERR_USAGE, "[compare] gate-speed: '%s' is not on or off", value);
+        return 1;
+    }
+    char *end;
+    double x = strtod(value, &end);
+    if (!*value || *end || !(x >= 0) || !isfinite(x)) {
+        perr(ps, DS_ERR_USAGE, "[compare] %s: expected a number >= 0, got '%s'", name, value);
+        return 1;
+    }
+    double *dst[] = {&c->tol_metric, &c->tol_loss, &c->tol_steps, &c->tol_speed};
+    *dst[k] = x;
+    return 1;
+}
+
 /* Keys a sweep sets itself. */
 static const char *const ds_exp_forbidden[] = {"out", "save", "save-init"};
 
@@ -208,6 +258,9 @@ static int on_key(void *user, const char *section, const char *name, const char 
     struct ds_experiment *e = ps->e;
     (void)section; /* the reader tracked it, with its line */
     if (ps->err_line) return 1; /* one message: the first problem */
+    if (ps->group == -3) /* [compare] */
+        return on_compare_key(ps, name, value);
+    if (ps->compare_only) return 1;
     if (ps->group == -2) {
         perr(ps, DS_ERR_USAGE, "key '%s' outside a section (put it under [run])", name);
         return 1;
@@ -449,6 +502,7 @@ ds_status ds_exp_load(const char *path, struct ds_experiment *e, struct ds_err *
         return ds_err_set(err, DS_ERR_USAGE, "%s: cannot open the experiment file: %s", path,
                           strerror(errno));
     snprintf(e->path, sizeof e->path, "%s", path);
+    e->compare = (struct ds_exp_compare){NAN, NAN, NAN, NAN, -1};
     struct parse ps = {.e = e, .f = f, .group = -2, .last_group = -1, .last_axis = -1};
     add_group(&ps, ""); /* groups[0] is [run], present or not (line 0 until its header) */
     int rc = ini_parse_stream(reader, &ps, on_key, &ps);
@@ -502,4 +556,28 @@ void ds_exp_point_label(const struct ds_experiment *e, size_t i, char *buf, size
 const char *ds_exp_point_group(const struct ds_experiment *e, size_t i)
 {
     return e->groups[e->points[i].group].name;
+}
+
+ds_status ds_exp_load_compare(const char *path, struct ds_exp_compare *c, struct ds_err *err)
+{
+    *c = (struct ds_exp_compare){NAN, NAN, NAN, NAN, -1};
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return ds_err_set(err, DS_ERR_USAGE, "%s: cannot open: %s", path, strerror(errno));
+    struct ds_experiment e;
+    memset(&e, 0, sizeof e);
+    e.compare = *c;
+    struct parse ps = {.e = &e, .f = f, .group = -2, .last_group = -1, .last_axis = -1,
+                       .compare_only = 1};
+    add_group(&ps, "");
+    int rc = ini_parse_stream(reader, &ps, on_key, &ps);
+    fclose(f);
+    ds_status st = DS_OK;
+    if (ps.err_line)
+        st = ds_err_set(err, ps.err_status, "%s:%d: %s", path, ps.err_line, ps.err_msg);
+    else if (rc > 0)
+        st = ds_err_set(err, DS_ERR_USAGE, "%s:%d: not an INI line", path, rc);
+    if (st == DS_OK) *c = e.compare;
+    ds_exp_free(&e);
+    return st;
 }

@@ -15,6 +15,9 @@
  *   optimizer = adam
  *   lr = 1e-4, 1e-3, 1e-2
  *
+ *   [compare]                 ; optional: descent compare's tolerances for this suite
+ *   tol-metric = 0.005        ; (flags given to compare override them)
+ *
  * Without [run.NAME] groups the grid is [run]'s product; with groups it is
  * the union of the groups' products (so each optimizer gets its own LR grid,
  * as DeepOBS tunes them). `seeds` is the `seed` axis and varies fastest.
@@ -53,8 +56,15 @@ struct ds_exp_point {
     struct ds_config config;
 };
 
+/* The [compare] section: NAN (or -1 for gate_speed) where not given. */
+struct ds_exp_compare {
+    double tol_metric, tol_loss, tol_steps, tol_speed;
+    int gate_speed;
+};
+
 struct ds_experiment {
     char path[1024];
+    struct ds_exp_compare compare;
     char name[128];
     char description[512];
     int n_groups;               /* groups[0] is [run]; 1.. are [run.NAME] */
@@ -68,6 +78,9 @@ struct ds_experiment {
  * free) and err names FILE:LINE and the problem (DS_ERR_USAGE/INPUT/IO). */
 ds_status ds_exp_load(const char *path, struct ds_experiment *e, struct ds_err *err);
 void ds_exp_free(struct ds_experiment *e);
+/* Only the [compare] section of an experiment file (the rest is not checked):
+ * for descent compare, reading a sweep folder's experiment.ini. */
+ds_status ds_exp_load_compare(const char *path, struct ds_exp_compare *c, struct ds_err *err);
 
 /* "lr=0.001 seed=2": the point's settings that vary across the grid, for
  * labels and progress lines. */

@@ -2007,6 +2007,20 @@ static void test_compare_gate(void **state)
     RUN(&r, "compare", tp("base"), small, "--tol-metric", "0.0001");
     expect_exit(&r, 1);
     res_free(&r);
+    /* a suite's own tolerances: [compare] of the sweep folder's experiment.ini */
+    mkdir(tp("loose"), 0755);
+    char *rows = slurp(tp("acc.csv"), NULL);
+    spit(tp("loose/runs.csv"), rows, strlen(rows));
+    free(rows);
+    const char *loose_ini = "[run]\nworkload = logreg\n[compare]\ntol-metric = 0.05\n";
+    spit(tp("loose/experiment.ini"), loose_ini, strlen(loose_ini));
+    RUN(&r, "compare", tp("base"), tp("loose"));
+    expect_exit(&r, 0);
+    if (!strstr(r.out, "metric 0.05") || !strstr(r.out, "experiment.ini")) fail_msg("the suite's tolerance was not used:%s", r.out);
+    res_free(&r);
+    RUN(&r, "compare", tp("base"), tp("loose"), "--tol-metric", "0.005"); /* the flag wins */
+    expect_exit(&r, 1);
+    res_free(&r);
     /* higher accuracy: an improvement, passes */
     snprintf(v, sizeof v, "%.6f", acc + 0.01 > 1 ? 1.0 : acc + 0.01);
     RUN(&r, "compare", tp("base"), variant("acc-up", 0, "final_eval_metric", v));

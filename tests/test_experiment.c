@@ -207,6 +207,33 @@ static void expect_error_(const char *name, const char *text, const char *file, 
 #define expect_error(name, text, ...)                                                         \
     expect_error_((name), (text), __FILE__, __LINE__, __VA_ARGS__, (const char *)NULL)
 
+static void test_compare_section(void **state)
+{
+    (void)state;
+    struct ds_experiment e;
+    load_ok("cmp.ini",
+            "[run]\nworkload = quadratic\nsteps = 5\n[compare]\ntol-metric = 0.01\ngate-speed = on\n",
+            &e);
+    assert_close(e.compare.tol_metric, 0.01, 0);
+    assert_true(isnan(e.compare.tol_loss));
+    assert_int_equal(e.compare.gate_speed, 1);
+    ds_exp_free(&e);
+    /* read alone, ignoring the rest (even a broken rest) */
+    const char *path = write_file("cmp2.ini", "[run]\nlrr = 1\n[compare]\ntol-loss = 0.2\n");
+    struct ds_exp_compare c;
+    struct ds_err err = {{0}};
+    assert_int_equal(ds_exp_load_compare(path, &c, &err), DS_OK);
+    assert_close(c.tol_loss, 0.2, 0);
+    assert_int_equal(c.gate_speed, -1);
+    path = write_file("cmp3.ini", "[compare]\ntol-metric = -1\n");
+    assert_int_equal(ds_status_exit_code(ds_exp_load_compare(path, &c, &err)), 2);
+    assert_non_null(strstr(err.msg, "cmp3.ini:2:"));
+    expect_error("cmp_key.ini", "[run]\nworkload = quadratic\n[compare]\ntol = 1\n", "cmp_key.ini:4:",
+                 "unknown key 'tol' in [compare]");
+    expect_error("cmp_gate.ini", "[run]\nworkload = quadratic\n[compare]\ngate-speed = maybe\n",
+                 "cmp_gate.ini:4:", "gate-speed");
+}
+
 static void test_errors_with_lines(void **state)
 {
     (void)state;
@@ -483,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_run_section_product),
         cmocka_unit_test(test_groups),
         cmocka_unit_test(test_quoted_values),
+        cmocka_unit_test(test_compare_section),
         cmocka_unit_test(test_errors_with_lines),
         cmocka_unit_test(test_grid_errors),
         cmocka_unit_test(test_table_roundtrip),
