@@ -38,10 +38,18 @@ static int outside_arm(int k)
            !strcmp(n, "threads");
 }
 
-static void arm_key(const struct ds_table *t, size_t r, char *buf, size_t len)
+static void arm_key(const struct ds_table *t, size_t r, int use_id, char *buf, size_t len)
 {
     size_t at = 0;
     buf[0] = '\0';
+    /* the runs' own arm_id (a hash of the configuration before anything
+     * derived from the data) where every summary has it: a run that failed
+     * before deriving them still joins its arm */
+    const char *id = ds_table_get(t, r, "arm_id");
+    if (use_id) {
+        snprintf(buf, len, "arm_id=%s;", id);
+        return;
+    }
     for (int k = 0; k < ds_config_key_count() && at + 1 < len; k++) {
         if (outside_arm(k)) continue;
         at += (size_t)snprintf(buf + at, len - at, "%s=%s;", ds_config_key_name(k),
@@ -175,8 +183,9 @@ static void profiles(struct ds_analysis *a)
             fastest = fmin(fastest, t[e]);
         }
         int used = !isnan(a->target[w]) && isfinite(fastest);
+        /* t == fastest is 1 even at 0 s (a target met at the first evaluation) */
         for (int e = 0; e < a->n_entrants; e++)
-            a->ratio[e * nw + w] = used ? t[e] / fastest : NAN;
+            a->ratio[e * nw + w] = !used ? NAN : t[e] == fastest ? 1.0 : t[e] / fastest;
         a->n_prof_workloads += used;
         free(t);
     }
@@ -256,7 +265,9 @@ ds_status ds_analysis_load(const char *dir, struct ds_analysis *a, struct ds_err
         a->target = xrealloc(a->target, sizeof(double) * (size_t)a->n_workloads);
         a->selected_by_val = xrealloc(a->selected_by_val, sizeof(int) * (size_t)a->n_workloads);
         a->workloads[n] = w;
-        a->metric[n] = ds_table_get(t, r, "metric");
+        a->metric[n] = "";
+        for (size_t q = r; q < t->nrows && !*a->metric[n]; q++) /* a failed run has none */
+            if (!strcmp(ds_table_get(t, q, "workload"), w)) a->metric[n] = ds_table_get(t, q, "metric");
         a->higher_better[n] = ds_metric_higher_better(a->metric[n]);
         a->target[n] = NAN;
         a->selected_by_val[n] = 1;
@@ -276,10 +287,13 @@ ds_status ds_analysis_load(const char *dir, struct ds_analysis *a, struct ds_err
         }
         a->target[w] = same ? tg : NAN;
     }
-    /* arms */
+    /* arms (by arm_id when every row has one: summaries written by older
+     * builds do not) */
+    int use_id = ds_table_col(t, "arm_id") >= 0;
+    for (size_t r = 0; r < t->nrows && use_id; r++) use_id = *ds_table_get(t, r, "arm_id") != '\0';
     for (size_t r = 0; r < t->nrows; r++) {
         char key[2048];
-        arm_key(t, r, key, sizeof key);
+        arm_key(t, r, use_id, key, sizeof key);
         int i = 0;
         while (i < a->n_arms && strcmp(a->arms[i].key, key)) i++;
         if (i == a->n_arms) {
@@ -287,6 +301,7 @@ ds_status ds_analysis_load(const char *dir, struct ds_analysis *a, struct ds_err
             struct ds_an_arm *arm = &a->arms[a->n_arms++];
             memset(arm, 0, sizeof *arm);
             snprintf(arm->key, sizeof arm->key, "%s", key);
+            arm->cols[0] = '\0';
             arm->workload = ds_table_get(t, r, "workload");
             arm->optimizer = ds_table_get(t, r, "optimizer");
             snprintf(arm->group, sizeof arm->group, "%s", ds_table_get(t, r, "group"));
@@ -303,6 +318,18 @@ ds_status ds_analysis_load(const char *dir, struct ds_analysis *a, struct ds_err
         struct ds_an_lr *l = &arm->lrs[j];
         l->rows = xrealloc(l->rows, sizeof(size_t) * (size_t)(l->n + 1));
         l->rows[l->n++] = r;
+        /* the configuration columns, from a run that ended ok where there is
+         * one (its values are complete), for the regularization series */
+        if (!arm->cols[0] || (!arm->cols_ok && !strcmp(ds_table_get(t, r, "status"), "ok"))) {
+            size_t at = 0;
+            for (int k = 0; k < ds_config_key_count() && at + 1 < sizeof arm->cols; k++) {
+                if (outside_arm(k)) continue;
+                at += (size_t)snprintf(arm->cols + at, sizeof arm->cols - at, "%s=%s;",
+                                       ds_config_key_name(k), ds_table_get(t, r, ds_config_key_name(k)));
+            }
+            arm->cols_ok = !strcmp(ds_table_get(t, r, "status"), "ok");
+            arm->row = r;
+        }
     }
     /* labels: the optimizer, then its hyperparameters (and regularizers) that
      * differ between arms of the same optimizer anywhere in the sweep, so an
@@ -311,24 +338,24 @@ ds_status ds_analysis_load(const char *dir, struct ds_analysis *a, struct ds_err
     static const char *const hyper[] = {"momentum", "dampening", "nesterov", "beta1", "beta2", "eps",
                                         "amsgrad", "alpha", "centered", "lr-decay",
                                         "initial-accumulator", "l2", "l1", "wd", "decay-bias",
-                                        "dropout", "clip", "schedule", "warmup", "gamma", "min-lr"};
+                                        "dropout", "clip", "schedule", "gamma", "min-lr"};
     for (int i = 0; i < a->n_arms; i++) {
         struct ds_an_arm *arm = &a->arms[i];
-        size_t r0 = arm->lrs[0].rows[0];
+        size_t r0 = arm->row;
         size_t at = (size_t)snprintf(arm->label, sizeof arm->label, "%s", arm->optimizer);
         for (size_t h = 0; h < DS_ARRAY_LEN(hyper) && at + 1 < sizeof arm->label; h++) {
             const char *v = ds_table_get(t, r0, hyper[h]);
             int differs = 0;
             for (int o = 0; o < a->n_arms && !differs; o++)
                 differs = !strcmp(a->arms[o].optimizer, arm->optimizer) &&
-                          strcmp(ds_table_get(t, a->arms[o].lrs[0].rows[0], hyper[h]), v) != 0;
+                          strcmp(ds_table_get(t, a->arms[o].row, hyper[h]), v) != 0;
             if (differs)
                 at += (size_t)snprintf(arm->label + at, sizeof arm->label - at, " %s=%s", hyper[h], v);
         }
     }
     for (int i = 0; i < a->n_arms; i++) {
         struct ds_an_arm *arm = &a->arms[i];
-        size_t r0 = arm->lrs[0].rows[0], at = strlen(arm->label);
+        size_t r0 = arm->row, at = strlen(arm->label);
         for (int k = 0; k < ds_config_key_count() && at + 1 < sizeof arm->label; k++) {
             const char *name = ds_config_key_name(k);
             if (outside_arm(k) || !strcmp(name, "workload") || !strcmp(name, "optimizer")) continue;
@@ -341,7 +368,7 @@ ds_status ds_analysis_load(const char *dir, struct ds_analysis *a, struct ds_err
                 const struct ds_an_arm *b = &a->arms[o];
                 differs = o != i && !strcmp(b->workload, arm->workload) &&
                           !strcmp(b->optimizer, arm->optimizer) &&
-                          strcmp(ds_table_get(t, b->lrs[0].rows[0], name), v) != 0;
+                          strcmp(ds_table_get(t, b->row, name), v) != 0;
             }
             if (differs)
                 at += (size_t)snprintf(arm->label + at, sizeof arm->label - at, " %s=%s", name, v);
@@ -388,8 +415,8 @@ static void key_without(const char *k, const char *key, char *out, size_t len)
 int ds_analysis_same_except(const struct ds_an_arm *x, const struct ds_an_arm *y, const char *key)
 {
     char a[2048], b[2048];
-    key_without(x->key, key, a, sizeof a);
-    key_without(y->key, key, b, sizeof b);
+    key_without(x->cols, key, a, sizeof a);
+    key_without(y->cols, key, b, sizeof b);
     return strcmp(a, b) == 0;
 }
 
@@ -405,8 +432,8 @@ int ds_analysis_series(const struct ds_analysis *a, int arm, const char *key, in
     /* ascending strength */
     for (int p = 1; p < n; p++)
         for (int q = p; q > 0; q--) {
-            double u = ds_table_num(&a->runs, a->arms[out[q - 1]].lrs[0].rows[0], key);
-            double v = ds_table_num(&a->runs, a->arms[out[q]].lrs[0].rows[0], key);
+            double u = ds_table_num(&a->runs, a->arms[out[q - 1]].row, key);
+            double v = ds_table_num(&a->runs, a->arms[out[q]].row, key);
             if (!(u > v)) break;
             int t = out[q];
             out[q] = out[q - 1], out[q - 1] = t;
@@ -414,8 +441,8 @@ int ds_analysis_series(const struct ds_analysis *a, int arm, const char *key, in
     /* distinct strengths */
     int distinct = 0;
     for (int p = 0; p < n; p++)
-        distinct += p == 0 || ds_table_num(&a->runs, a->arms[out[p]].lrs[0].rows[0], key) !=
-                                  ds_table_num(&a->runs, a->arms[out[p - 1]].lrs[0].rows[0], key);
+        distinct += p == 0 || ds_table_num(&a->runs, a->arms[out[p]].row, key) !=
+                                  ds_table_num(&a->runs, a->arms[out[p - 1]].row, key);
     return distinct >= 3 ? n : 0;
 }
 

@@ -41,7 +41,10 @@ struct ds_an_lr {
 
 struct ds_an_arm {
     const char *workload, *optimizer;
-    char key[2048];   /* the configuration except lr, seed, paths, threads */
+    char key[2048];   /* identity: arm_id, or the configuration except lr, seed, paths, threads */
+    char cols[2048];  /* the configuration columns (except those), from an ok run where there is one */
+    int cols_ok;
+    size_t row;       /* the runs.csv row cols and label were taken from */
     char label[256];  /* optimizer, then the settings that tell it from its workload's other arms */
     char group[64];
     int n_lr, best;   /* best: index into lrs, -1 when every LR failed */

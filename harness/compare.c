@@ -175,7 +175,7 @@ int ds_cmd_compare(int argc, char **argv)
             const char *v = a[fl] == '=' ? a + fl + 1 : (i + 1 < argc ? argv[++i] : NULL);
             char *end, m[256];
             double x = v ? strtod(v, &end) : NAN;
-            if (!v || *end || !(x >= 0) || !isfinite(x)) {
+            if (!v || end == v || *end || !(x >= 0) || !isfinite(x)) {
                 snprintf(m, sizeof m, "%s: expected a number >= 0, got '%s'", tols[t].flag,
                          v ? v : "");
                 return usage(m);
@@ -249,11 +249,15 @@ int ds_cmd_compare(int argc, char **argv)
         }
         matched++;
         const char *bs = ds_table_get(b, r, "status"), *ns = ds_table_get(n, (size_t)q, "status");
-        if (strcmp(bs, ns) != 0) {
-            int worse = strcmp(bs, "ok") == 0;
-            worse ? regress++ : improve++;
-            add_change(&ch, &nch, label, "status", bs, ns, NAN, 0,
-                       worse ? "REGRESSION" : "improvement");
+        if (strcmp(bs, ns) != 0) { /* ok < diverged < failed */
+            int sb = !strcmp(bs, "ok") ? 0 : !strcmp(bs, "diverged") ? 1 : 2;
+            int sn = !strcmp(ns, "ok") ? 0 : !strcmp(ns, "diverged") ? 1 : 2;
+            int worse = sn > sb;
+            if (sn != sb) {
+                worse ? regress++ : improve++;
+                add_change(&ch, &nch, label, "status", bs, ns, NAN, 0,
+                           worse ? "REGRESSION" : "improvement");
+            }
         }
         /* the quality numbers */
         int higher = strcmp(ds_table_get(b, r, "metric"), "accuracy") == 0;

@@ -384,12 +384,13 @@ void ds_config_format(const struct ds_config *c, int k, char *buf, size_t len)
     }
 }
 
-void ds_config_run_id(const struct ds_config *c, char out[17])
+static void config_hash(const struct ds_config *c, int arm, char out[17])
 {
     uint64_t h = 1469598103934665603ull; /* FNV-1a 64 */
     char buf[DS_CFG_STR + 64];
     for (int k = 0; k < NKEYS; k++) {
         if (ds_keys_[k].path || strcmp(ds_keys_[k].name, "threads") == 0) continue;
+        if (arm && (strcmp(ds_keys_[k].name, "lr") == 0 || strcmp(ds_keys_[k].name, "seed") == 0)) continue;
         int n = snprintf(buf, sizeof buf, "%s=", ds_keys_[k].name);
         ds_config_format(c, k, buf + n, sizeof buf - (size_t)n);
         for (const char *p = buf; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
@@ -397,6 +398,10 @@ void ds_config_run_id(const struct ds_config *c, char out[17])
     }
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
+
+void ds_config_run_id(const struct ds_config *c, char out[17]) { config_hash(c, 0, out); }
+
+void ds_config_arm_id(const struct ds_config *c, char out[17]) { config_hash(c, 1, out); }
 
 void ds_config_print_help(FILE *f)
 {

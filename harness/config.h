@@ -79,6 +79,9 @@ int ds_config_key_find(const char *name);
  * data afterwards; they are not hashed), so the same configuration always
  * has the same run_id and a sweep knows it before running. */
 void ds_config_run_id(const struct ds_config *c, char out[17]);
+/* The same without lr and seed: the runs a sweep tunes and repeats share it
+ * (an "arm" of the comparison). */
+void ds_config_arm_id(const struct ds_config *c, char out[17]);
 
 void ds_config_print_help(FILE *f);
 

@@ -40,6 +40,22 @@
 
 static const char *const reg_keys[] = {"l2", "l1", "wd", "dropout"};
 
+/* s for inside a gnuplot single-quoted string ('' is its escaped quote), in
+ * one of a ring of buffers so several can be live in one fprintf. */
+static const char *gq(const char *s)
+{
+    static char ring[8][600];
+    static int next;
+    char *b = ring[next++ % 8];
+    size_t at = 0;
+    for (; *s && at + 3 < sizeof ring[0]; s++) {
+        if (*s == '\'') b[at++] = '\'';
+        b[at++] = *s == '\n' ? ' ' : *s;
+    }
+    b[at] = '\0';
+    return b;
+}
+
 struct series {
     int n;
     double *x, *mean, *lo, *hi;
@@ -57,8 +73,9 @@ static const char *loss_column(const struct ds_analysis *a, const char *workload
 {
     const struct ds_table *c = &a->curves;
     if (ds_table_col(c, "suboptimality") < 0) return "train_loss";
-    for (size_t r = 0; r < a->runs.nrows; r++)
-        if (!strcmp(ds_table_get(&a->runs, r, "workload"), workload))
+    for (size_t r = 0; r < a->runs.nrows; r++) /* a run that ended ok has the column filled in */
+        if (!strcmp(ds_table_get(&a->runs, r, "workload"), workload) &&
+            !strcmp(ds_table_get(&a->runs, r, "status"), "ok"))
             return isnan(ds_table_num(&a->runs, r, "optimum_loss")) ? "train_loss" : "suboptimality";
     return "train_loss";
 }
@@ -179,7 +196,7 @@ static const char *palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#94
 /* Curves of every tuned arm of workload w: x against y. */
 static ds_status curve_figure(const struct ds_analysis *a, int w, const char *pdir, const char *tag,
                               const char *xcol, const char *xlabel, const char *ycol,
-                              const char *ylabel, int *made, struct ds_err *err)
+                              const char *ylabel, int logy, int *made, struct ds_err *err)
 {
     const char *wl = a->workloads[w];
     struct series *ss = calloc((size_t)a->n_arms + 1, sizeof *ss);
@@ -191,6 +208,7 @@ static ds_status curve_figure(const struct ds_analysis *a, int w, const char *pd
         gather_series(a, &arm->lrs[arm->best], xcol, ycol, &ss[i]);
         any |= ss[i].n > 1;
         for (int k = 0; k < ss[i].n; k++) positive &= ss[i].lo[k] > 0;
+        positive &= logy;
     }
     ds_status st = DS_OK;
     if (any) {
@@ -199,7 +217,7 @@ static ds_status curve_figure(const struct ds_analysis *a, int w, const char *pd
         struct fig f;
         st = fig_open(&f, pdir, name, err);
         if (st == DS_OK) {
-            fprintf(f.gp, "set title '%s: %s (tuned learning rates; band: min..max over seeds)'\n", wl, ylabel);
+            fprintf(f.gp, "set title '%s: %s (tuned learning rates; band: min..max over seeds)'\n", gq(wl), gq(ylabel));
             fprintf(f.gp, "set xlabel '%s'\nset ylabel '%s%s'\n", xlabel, ylabel, positive ? " (log scale)" : "");
             if (positive) fprintf(f.gp, "set logscale y\nset format y '%%.0e'\n");
             fprintf(f.gp, "plot ");
@@ -216,8 +234,8 @@ static ds_status curve_figure(const struct ds_analysis *a, int w, const char *pd
                         "%s'%s.dat' index %d using 1:3:4 with filledcurves fs transparent solid 0.18 "
                         "noborder lc rgb '%s' notitle, \\\n"
                         "  '%s.dat' index %d using 1:2 with lines lw 2 lc rgb '%s' title '%s (lr %g)'",
-                        first ? "" : ", \\\n  ", name, f.n_blocks, col, name, f.n_blocks, col,
-                        arm->label, arm->lrs[arm->best].lr);
+                        first ? "" : ", \\\n  ", gq(name), f.n_blocks, col, gq(name), f.n_blocks, col,
+                        gq(arm->label), arm->lrs[arm->best].lr);
                 f.n_blocks++;
                 first = 0;
             }
@@ -235,8 +253,13 @@ static ds_status lr_figure(const struct ds_analysis *a, int w, const char *pdir,
                            struct ds_err *err)
 {
     const char *wl = a->workloads[w];
-    int any = 0;
-    for (int i = 0; i < a->n_arms; i++) any |= !strcmp(a->arms[i].workload, wl) && a->arms[i].n_lr > 1;
+    int any = 0, logy0 = !a->higher_better[w];
+    for (int i = 0; i < a->n_arms; i++) {
+        const struct ds_an_arm *arm = &a->arms[i];
+        if (strcmp(arm->workload, wl) || arm->n_lr < 2) continue;
+        for (int j = 0; j < arm->n_lr; j++) /* a point to draw */
+            any |= arm->lrs[j].n_ok > 0 && isfinite(arm->lrs[j].mean) && (!logy0 || arm->lrs[j].min > 0);
+    }
     if (!any) return DS_OK;
     char name[600];
     snprintf(name, sizeof name, "%s-lr", wl);
@@ -245,9 +268,9 @@ static ds_status lr_figure(const struct ds_analysis *a, int w, const char *pdir,
     if (st != DS_OK) return st;
     int logy = !a->higher_better[w];
     fprintf(f.gp, "set title '%s: final %s against the learning rate (mean over seeds, bars min..max; diverged runs left out)'\n",
-            wl, a->metric[w]);
+            gq(wl), gq(a->metric[w]));
     fprintf(f.gp, "set xlabel 'learning rate (log scale)'\nset ylabel 'final test %s%s'\nset logscale x\n",
-            a->metric[w], logy ? " (log scale)" : "");
+            gq(a->metric[w]), logy ? " (log scale)" : "");
     if (logy) fprintf(f.gp, "set logscale y\n");
     fprintf(f.gp, "set offsets graph 0.03, graph 0.03, graph 0.05, graph 0.05\nplot ");
     int first = 1;
@@ -267,7 +290,7 @@ static ds_status lr_figure(const struct ds_analysis *a, int w, const char *pdir,
             const char *col = palette[i % NPAL];
             fprintf(f.gp,
                     "%s'%s.dat' index %d using 1:2:3:4 with yerrorlines lw 2 pt 7 lc rgb '%s' title '%s'",
-                    first ? "" : ", \\\n  ", name, f.n_blocks, col, arm->label);
+                    first ? "" : ", \\\n  ", gq(name), f.n_blocks, col, gq(arm->label));
             first = 0;
         }
         f.n_blocks++;
@@ -292,7 +315,7 @@ static ds_status reg_figure(const struct ds_analysis *a, int w, const char *key,
         if (strcmp(a->arms[i].workload, wl)) continue;
         int n = ds_analysis_series(a, i, key, ser, 64);
         for (int p = 0; p < n; p++) {
-            double v = ds_table_num(&a->runs, a->arms[ser[p]].lrs[0].rows[0], key);
+            double v = ds_table_num(&a->runs, a->arms[ser[p]].row, key);
             if (v > 0) minpos = fmin(minpos, v);
         }
         any |= n > 0;
@@ -305,9 +328,9 @@ static ds_status reg_figure(const struct ds_analysis *a, int w, const char *key,
     ds_status st = fig_open(&f, pdir, name, err);
     if (st != DS_OK) return st;
     fprintf(f.gp, "set title '%s: final %s against %s (tuned learning rate per strength; dashed: training set)'\n",
-            wl, a->metric[w], key);
+            gq(wl), gq(a->metric[w]), key);
     fprintf(f.gp, "set xlabel '%s strength (log scale; 0 drawn at %g)'\nset ylabel 'final %s'\nset logscale x\n",
-            key, zero_at, a->metric[w]);
+            key, zero_at, gq(a->metric[w]));
     fprintf(f.gp, "set format x '%%g'\nset xtics add ('0' %g)\n", zero_at);
     fprintf(f.gp, "set offsets graph 0.03, graph 0.03, graph 0.05, graph 0.05\nplot ");
     int first = 1, ci = 0;
@@ -319,7 +342,7 @@ static ds_status reg_figure(const struct ds_analysis *a, int w, const char *key,
         fprintf(f.dat, "# %s: %s, test %s, train %s\n", a->arms[i].label, key, a->metric[w], a->metric[w]);
         for (int p = 0; p < n; p++) {
             const struct ds_an_arm *b = &a->arms[ser[p]];
-            double v = ds_table_num(&a->runs, b->lrs[0].rows[0], key);
+            double v = ds_table_num(&a->runs, b->row, key);
             fprintf(f.dat, "%.10g %.10g %.10g\n", v > 0 ? v : zero_at, b->lrs[b->best].mean,
                     b->lrs[b->best].train_mean);
         }
@@ -329,7 +352,7 @@ static ds_status reg_figure(const struct ds_analysis *a, int w, const char *key,
         fprintf(f.gp,
                 "%s'%s.dat' index %d using 1:2 with linespoints lw 2 pt 7 lc rgb '%s' title '%s test', \\\n"
                 "  '%s.dat' index %d using 1:3 with linespoints lw 2 dt 2 pt 6 lc rgb '%s' title '%s train'",
-                first ? "" : ", \\\n  ", name, f.n_blocks, col, opt, name, f.n_blocks, col, opt);
+                first ? "" : ", \\\n  ", gq(name), f.n_blocks, col, gq(opt), gq(name), f.n_blocks, col, gq(opt));
         f.n_blocks++;
         first = 0;
     }
@@ -342,6 +365,10 @@ static ds_status reg_figure(const struct ds_analysis *a, int w, const char *key,
 static ds_status throughput_figure(const struct ds_analysis *a, const char *pdir, int *made,
                                    struct ds_err *err)
 {
+    int bars = 0;
+    for (int i = 0; i < a->n_arms; i++)
+        bars += a->arms[i].best >= 0 && !isnan(a->arms[i].lrs[a->arms[i].best].sps_mean);
+    if (!bars) return DS_OK; /* every run diverged or failed */
     struct fig f;
     ds_status st = fig_open_h(&f, pdir, "throughput", 820, err);
     if (st != DS_OK) return st;
@@ -350,8 +377,11 @@ static ds_status throughput_figure(const struct ds_analysis *a, const char *pdir
         const struct ds_an_arm *arm = &a->arms[i];
         if (arm->best < 0 || isnan(arm->lrs[arm->best].sps_mean)) continue;
         int w = ds_analysis_workload(a, arm->workload);
-        fprintf(f.dat, "%d \"%s: %s\" %.10g %d\n", n, arm->workload, arm->label,
-                arm->lrs[arm->best].sps_mean, w % NPAL);
+        char lab[600];
+        snprintf(lab, sizeof lab, "%s: %s", arm->workload, arm->label);
+        for (char *c = lab; *c; c++)
+            if (*c == '"') *c = '\''; /* the data file's strings are double-quoted */
+        fprintf(f.dat, "%d \"%s\" %.10g %d\n", n, lab, arm->lrs[arm->best].sps_mean, w % NPAL);
         n++;
     }
     fprintf(f.gp, "set title 'Training throughput of each tuned arm (mean over seeds; colour: workload)'\n");
@@ -370,7 +400,7 @@ static ds_status throughput_figure(const struct ds_analysis *a, const char *pdir
 static ds_status profile_figure(const struct ds_analysis *a, const char *pdir, int *made,
                                 struct ds_err *err)
 {
-    if (a->n_prof_workloads == 0) return DS_OK;
+    if (a->n_prof_workloads == 0 || a->n_entrants == 0) return DS_OK;
     struct fig f;
     ds_status st = fig_open_h(&f, pdir, "profile", H_PX + 20 * (a->n_entrants > 4 ? a->n_entrants - 4 : 0), err);
     if (st != DS_OK) return st;
@@ -387,7 +417,7 @@ static ds_status profile_figure(const struct ds_analysis *a, const char *pdir, i
         }
         fprintf(f.dat, "\n\n");
         fprintf(f.gp, "%s'profile.dat' index %d using 1:2 with lines lw 2 lc rgb '%s' title '%s (area %.2f)'",
-                e ? ", \\\n  " : "", e, palette[e % NPAL], a->entrants[e], a->area[e]);
+                e ? ", \\\n  " : "", e, palette[e % NPAL], gq(a->entrants[e]), a->area[e]);
     }
     fprintf(f.gp, "\n");
     st = fig_close(&f, pdir, err);
@@ -407,13 +437,14 @@ ds_status ds_plot_dir(const char *dir, int *n_figures, struct ds_err *err)
     for (int w = 0; w < a.n_workloads && st == DS_OK; w++) {
         const char *lc = loss_column(&a, a.workloads[w]);
         const char *ll = strcmp(lc, "suboptimality") ? "training loss" : "suboptimality f - f*";
-        st = curve_figure(&a, w, pdir, "loss-step", "step", "step", lc, ll, &made, err);
+        st = curve_figure(&a, w, pdir, "loss-step", "step", "step", lc, ll, 1, &made, err);
         if (st == DS_OK)
-            st = curve_figure(&a, w, pdir, "loss-time", "wall_s", "training time (s)", lc, ll, &made, err);
+            st = curve_figure(&a, w, pdir, "loss-time", "wall_s", "training time (s)", lc, ll, 1, &made, err);
         if (st == DS_OK) {
             char yl[128];
             snprintf(yl, sizeof yl, "test %s", a.metric[w]);
-            st = curve_figure(&a, w, pdir, "metric-epoch", "epoch", "epoch", "eval_metric", yl, &made, err);
+            st = curve_figure(&a, w, pdir, "metric-epoch", "epoch", "epoch", "eval_metric", yl,
+                                  !a.higher_better[w], &made, err);
         }
         if (st == DS_OK) st = lr_figure(&a, w, pdir, &made, err);
         for (size_t k = 0; k < DS_ARRAY_LEN(reg_keys) && st == DS_OK; k++)

@@ -56,7 +56,9 @@ static void md_esc(FILE *f, const char *s)
 
 static void heading(struct doc *d, int level, const char *text, const char *id)
 {
-    fprintf(d->h, "<h%d id=\"%s\">", level, id);
+    fprintf(d->h, "<h%d id=\"", level);
+    html_esc(d->h, id);
+    fputs("\">", d->h);
     html_esc(d->h, text);
     fprintf(d->h, "</h%d>\n", level);
     fprintf(d->m, "\n%.*s ", level, "#####");
@@ -148,7 +150,9 @@ static int figure(struct doc *d, const char *name, const char *caption)
     fputs("<figcaption>", d->h);
     html_esc(d->h, caption);
     fputs("</figcaption></figure>\n", d->h);
-    fprintf(d->m, "![%s](plots/%s.png)\n\n*", name, name);
+    fputs("![", d->m);
+    md_esc(d->m, name);
+    fprintf(d->m, "](plots/%s.png)\n\n*", name);
     md_esc(d->m, caption);
     fputs("*\n\n", d->m);
     free(svg);
@@ -250,12 +254,12 @@ static void findings(struct doc *d, const struct ds_analysis *a)
                 char m[32], g[32];
                 fmt_metric(m, sizeof m, l->mean), fmt_metric(g, sizeof g, l->train_mean - l->mean);
                 at += (size_t)snprintf(line + at, sizeof line - at, "%s %g: %s (%s)", p ? "," : "",
-                                       ds_table_num(&a->runs, a->arms[ser[p]].lrs[0].rows[0], keys[k]), m, g);
+                                       ds_table_num(&a->runs, a->arms[ser[p]].row, keys[k]), m, g);
                 if (at >= sizeof line) break;
             }
             if (at < sizeof line - 80)
                 snprintf(line + at, sizeof line - at, "; best at %s = %g.", keys[k],
-                         ds_table_num(&a->runs, a->arms[ser[best]].lrs[0].rows[0], keys[k]));
+                         ds_table_num(&a->runs, a->arms[ser[best]].row, keys[k]));
             bullet(d, "%s", line);
         }
     if (a->n_prof_workloads > 0) {
@@ -370,6 +374,12 @@ static void workload_section(struct doc *d, const struct ds_analysis *a, int w)
     }
 }
 
+/* A JSON number as an int; -1 when absent or not a number. */
+static int json_int(const cJSON *x)
+{
+    return cJSON_IsNumber(x) && isfinite(x->valuedouble) ? (int)x->valuedouble : -1;
+}
+
 static void metadata(struct doc *d, const struct ds_analysis *a, const char *dir)
 {
     heading(d, 2, "Run metadata and how to reproduce", "meta");
@@ -384,20 +394,22 @@ static void metadata(struct doc *d, const struct ds_analysis *a, const char *dir
     cJSON *mj = NULL;
     const char *first_out = ds_table_get(&a->runs, 0, "out");
     snprintf(p, sizeof p, "%s/meta.json", *first_out ? first_out : dir);
+    struct stat sb;
+    if (stat(p, &sb) != 0 && *first_out) { /* out is relative to where the sweep ran: try DIR/runs/ */
+        const char *base = strrchr(first_out, '/');
+        snprintf(p, sizeof p, "%s/runs/%s/meta.json", dir, base ? base + 1 : first_out);
+    }
     if (ds_file_read_all(p, &text, &len, &err) == DS_OK) mj = cJSON_Parse(text);
     free(text), text = NULL;
     fputs("<ul>\n", d->h);
 #define JS(obj, ...) cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(obj, __VA_ARGS__))
+#define JN(obj, key) json_int(cJSON_GetObjectItem((obj), (key)))
     if (sj) {
         const char *cmd = JS(sj, "command");
         bullet(d, "Sweep: %s, %d runs (%d ok, %d diverged, %d failed), %d at a time with %d threads each; descent %s.",
                JS(sj, "name") ? JS(sj, "name") : "?",
-               (int)cJSON_GetNumberValue(cJSON_GetObjectItem(sj, "runs")),
-               (int)cJSON_GetNumberValue(cJSON_GetObjectItem(sj, "ok")),
-               (int)cJSON_GetNumberValue(cJSON_GetObjectItem(sj, "diverged")),
-               (int)cJSON_GetNumberValue(cJSON_GetObjectItem(sj, "failed")),
-               (int)cJSON_GetNumberValue(cJSON_GetObjectItem(sj, "jobs")),
-               (int)cJSON_GetNumberValue(cJSON_GetObjectItem(sj, "threads_per_run")),
+               JN(sj, "runs"), JN(sj, "ok"), JN(sj, "diverged"), JN(sj, "failed"), JN(sj, "jobs"),
+               JN(sj, "threads_per_run"),
                JS(sj, "git_rev") ? JS(sj, "git_rev") : "?");
         if (cmd) bullet(d, "Command: %s", cmd);
     }
@@ -409,7 +421,7 @@ static void metadata(struct doc *d, const struct ds_analysis *a, const char *dir
         if (h)
             bullet(d, "Host: %s, %s, %d CPUs online", JS(h, "hostname") ? JS(h, "hostname") : "?",
                    JS(h, "cpu_model") ? JS(h, "cpu_model") : "?",
-                   (int)cJSON_GetNumberValue(cJSON_GetObjectItem(h, "cpus_online")));
+                   JN(h, "cpus_online"));
     }
     time_t now = time(NULL);
     char stamp[64];
@@ -424,6 +436,7 @@ static void metadata(struct doc *d, const struct ds_analysis *a, const char *dir
         free(text);
     }
 #undef JS
+#undef JN
     cJSON_Delete(sj);
     cJSON_Delete(mj);
 }
@@ -485,7 +498,13 @@ ds_status ds_report_dir(const char *dir, struct ds_err *err)
          a.runs.nrows, a.n_workloads, a.n_workloads == 1 ? "" : "s", a.n_arms, nfig);
     fputs("<nav>", d.h);
     fputs("<a href=\"#findings\">Findings</a>", d.h);
-    for (int w = 0; w < a.n_workloads; w++) fprintf(d.h, "<a href=\"#w-%s\">%s</a>", a.workloads[w], a.workloads[w]);
+    for (int w = 0; w < a.n_workloads; w++) {
+        fputs("<a href=\"#w-", d.h);
+        html_esc(d.h, a.workloads[w]);
+        fputs("\">", d.h);
+        html_esc(d.h, a.workloads[w]);
+        fputs("</a>", d.h);
+    }
     fputs("<a href=\"#profiles\">Profiles</a><a href=\"#throughput\">Throughput</a><a href=\"#meta\">Reproduce</a></nav>\n", d.h);
     findings(&d, &a);
     for (int w = 0; w < a.n_workloads; w++) workload_section(&d, &a, w);

@@ -26,6 +26,7 @@ ds_status ds_session_open(struct ds_session *s, int argc, char **argv, struct ds
     ds_status st = ds_config_parse_args(&s->cfg, argc, argv, err);
     if (st == DS_OK) st = ds_config_resolve(&s->cfg, stderr, err);
     if (st != DS_OK) return st;
+    s->cfg_resolved = s->cfg;
     struct ds_config *c = &s->cfg;
     s->workload = ds_workload_find(c->workload);
     s->opt = ds_optim_find(c->optimizer);
@@ -180,7 +181,7 @@ static const char *const ds_summary_results[] = {
     /* extra columns */
     "metric", "n_params", "steps_planned", "steps_done", "epochs_done", "train_s", "eval_s", "optimum_loss",
     "final_suboptimality", "final_dist_to_opt", "final_val_loss", "final_val_metric", "best_val_metric",
-    "final_train_metric"};
+    "final_train_metric", "arm_id"};
 
 int ds_cmd_run(int argc, char **argv)
 {
@@ -236,10 +237,13 @@ int ds_cmd_run(int argc, char **argv)
     if (sched.warmup >= total)
         fprintf(stderr, "descent: warning: --warmup %ld covers the whole run of %ld steps\n", sched.warmup, total);
     /* The run_id is of the config as resolved from flags and defaults, before
-     * the schedule lengths derived from the data's size below: so a sweep
-     * knows each run's id without loading its data, and the derived values
-     * (a function of the rest) add nothing to the identity. */
-    ds_config_run_id(c, run_id);
+     * the values derived from the data (full-batch size, schedule lengths):
+     * so a sweep knows each run's id without loading its data, and the
+     * derived values (a function of the rest) add nothing to the identity.
+     * arm_id leaves out lr and seed too: the runs a sweep tunes over. */
+    ds_config_run_id(&s.cfg_resolved, run_id);
+    char arm_id[17];
+    ds_config_arm_id(&s.cfg_resolved, arm_id);
     /* Resolved schedule lengths go back into the config (replaying it gives
      * the same run); --epochs/--steps stay as given (one of them), the total
      * is recorded as steps_planned. */
@@ -494,6 +498,7 @@ int ds_cmd_run(int argc, char **argv)
     ds_csv_num(&row, ok ? ep.val_metric : NAN);
     ds_csv_num(&row, best_val);
     ds_csv_num(&row, final_train_metric); /* the metric on the training set: the generalization gap */
+    ds_csv_str(&row, arm_id);
     ds_csv_end(&row);
     char *summary = malloc(line.len + row.len + 1);
     DS_ASSERT(summary != NULL);

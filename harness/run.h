@@ -9,6 +9,10 @@
 /* What a configuration instantiates; ds_session_close frees it all. */
 struct ds_session {
     struct ds_config cfg;
+    /* cfg as ds_config_resolve left it, before the values derived from the
+     * data (full-batch size, schedule lengths): what run_id and arm_id hash,
+     * so a sweep knows them without loading the data */
+    struct ds_config cfg_resolved;
     struct ds_backend be;
     struct ds_comm comm;
     struct ds_task task;

@@ -280,8 +280,12 @@ static void write_failed_summary(const struct sweep *s, size_t i, const char *wh
         ds_csv_str(h, ds_config_key_name(k));
         ds_csv_str(r, v);
     }
+    char arm_id[17];
+    ds_config_arm_id(&s->e.points[i].config, arm_id);
     ds_csv_str(h, "status");
     ds_csv_str(r, "failed");
+    ds_csv_str(h, "arm_id");
+    ds_csv_str(r, arm_id);
     ds_csv_str(h, "error");
     ds_csv_str(r, why);
     ds_csv_end(h);
@@ -357,7 +361,11 @@ static int newest_sweep_dir(const char *name, char *out, size_t len)
     size_t nl = strlen(name);
     int found = 0;
     while ((de = readdir(d))) {
-        if (strncmp(de->d_name, name, nl) != 0 || de->d_name[nl] != '-') continue;
+        /* NAME-YYYYMMDD-HHMMSS exactly, so "bench" does not pick "bench-l2-..." */
+        const char *st8 = de->d_name + nl + 1;
+        if (strncmp(de->d_name, name, nl) != 0 || de->d_name[nl] != '-' || strlen(st8) != 15 ||
+            st8[8] != '-' || strspn(st8, "0123456789") != 8 || strspn(st8 + 9, "0123456789") != 6)
+            continue;
         char plan[1024];
         snprintf(plan, sizeof plan, "results/%s/plan.csv", de->d_name);
         struct stat st;
@@ -489,6 +497,11 @@ int ds_cmd_sweep(int argc, char **argv)
     }
     s.self[sl] = '\0';
 
+    if (out && strlen(out) >= sizeof s.dir - 64) {
+        fprintf(stderr, "descent sweep: --out: a folder name longer than %zu characters\n", sizeof s.dir - 64);
+        ds_exp_free(&s.e);
+        return 2;
+    }
     if (out) {
         snprintf(s.dir, sizeof s.dir, "%s", out);
     } else if (resume) {
@@ -554,11 +567,11 @@ int ds_cmd_sweep(int argc, char **argv)
         else todo++;
     }
     st = gather(&s, &err);
-    if (st != DS_OK) {
+    if (st != DS_OK) { /* a run folder's files are not what a run writes: bad input */
         fprintf(stderr, "descent sweep: %s\n", err.msg);
         free(s.done);
         ds_exp_free(&s.e);
-        return 1;
+        return 2;
     }
     if (!quiet) {
         int kt = ds_config_key_find("threads"), given = 1;
@@ -606,14 +619,17 @@ int ds_cmd_sweep(int argc, char **argv)
             next++;
         }
         if (nrun == 0) break;
+        /* polled, never blocking: a stop signal that lands between the check
+         * above and a wait would otherwise leave the sweep waiting for a run
+         * to end (hours, maybe) */
         int wst;
-        pid_t pid = waitpid(-1, &wst, s.tty && !quiet ? WNOHANG : 0);
+        pid_t pid = waitpid(-1, &wst, WNOHANG);
         if (pid == 0 || (pid < 0 && errno == EINTR)) {
             if (now_s() - last_progress > 0.5) {
                 progress(&s, running, nrun, todo);
                 last_progress = now_s();
             }
-            if (pid == 0) usleep(100000);
+            if (pid == 0) usleep(50000);
             continue;
         }
         if (pid < 0) break;

@@ -2042,6 +2042,14 @@ static void test_compare_gate(void **state)
     expect_exit(&r, 1);
     if (!strstr(r.out, "status")) fail_msg("the status change was not reported:%s", r.out);
     res_free(&r);
+    /* diverged in BASE, failed (a crash) in NEW: still a regression */
+    const char *div_base = variant("div-base", 1, "status", "diverged");
+    RUN(&r, "compare", div_base, variant("fail-new", 1, "status", "failed"));
+    expect_exit(&r, 1);
+    res_free(&r);
+    RUN(&r, "compare", variant("fail-base", 1, "status", "failed"), div_base); /* and back: better */
+    expect_exit(&r, 0);
+    res_free(&r);
     /* a missing run: reported, and fails unless allowed */
     const char *gone = variant("gone", 1, "status", NULL);
     RUN(&r, "compare", tp("base"), gone);
@@ -2161,6 +2169,18 @@ static void test_plot_and_report(void **state)
     if (strstr(html, "src=\"http") || strstr(html, "href=\"http")) fail_msg("report.html refers to outside files");
     if (!strstr(md, "![quadratic-loss-step](plots/quadratic-loss-step.png)")) fail_msg("report.md does not link the figures");
     free(html), free(md);
+    /* a sweep where every run diverged still gets its figures and report */
+    const char *bad = write_ini("div.ini", "[run]\nworkload = linreg\nsteps = 50\noptimizer = sgd\nlr = 10, 20\n");
+    RUN(&r, "sweep", bad, "--quiet", "--out", tp("div"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    RUN(&r, "report", tp("div"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    html = slurp(tp("div/report.html"), NULL);
+    assert_non_null(html);
+    if (!strstr(html, "every LR diverged") || !strstr(html, "diverged")) fail_msg("report.html of an all-diverged sweep does not say so");
+    free(html);
     /* bad input */
     RUN(&r, "plot", tp("nothing"));
     expect_usage(&r, "nothing");

@@ -470,6 +470,28 @@ static void test_analysis(void **state)
     /* rho = 0.5 on [3, 4], 0 before: area = 0.5 * 1/3 (trapezoid error < 1/300) */
     assert_close(a.area[ea], 0.5 / 3.0, 2e-3);
     ds_analysis_free(&a);
+    /* summaries with arm_id, where the first row is a run that failed before
+     * writing its metric (the sweep's own row: status failed, no metric, its
+     * derived values unset): it joins its arm and rules its LR out, and the
+     * workload's metric comes from the other rows */
+    const char *csv2 =
+        "run_id,workload,optimizer,lr,seed,step-size,status,metric,final_eval_metric,arm_id\n"
+        "f1,w,sgd,1,1,0,failed,,,A\n"
+        "f2,w,sgd,1,2,33,ok,accuracy,0.99,A\n"
+        "f3,w,sgd,0.1,1,33,ok,accuracy,0.90,A\n"
+        "f4,w,sgd,0.1,2,33,ok,accuracy,0.92,A\n";
+    snprintf(path, sizeof path, "%s/runs.csv", sub);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(csv2, f);
+    fclose(f);
+    if (ds_analysis_load(sub, &a, &err) != DS_OK) fail_msg("%s", err.msg);
+    assert_int_equal(a.n_arms, 1);
+    assert_string_equal(a.metric[0], "accuracy");
+    assert_int_equal(a.higher_better[0], 1);
+    assert_true(a.arms[0].lrs[a.arms[0].best].lr == 0.1); /* lr 1 had a failed seed */
+    assert_string_equal(a.arms[0].label, "sgd");
+    ds_analysis_free(&a);
     /* not a sweep folder */
     assert_int_equal(ds_status_exit_code(ds_analysis_load(dir, &a, &err)), 2);
     assert_non_null(strstr(err.msg, "not a sweep folder"));
