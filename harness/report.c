@@ -66,35 +66,37 @@ static void heading(struct doc *d, int level, const char *text, const char *id)
     fprintf(d->m, "\n\n");
 }
 
+/* One formatted line of text into both documents, escaped for each, between
+ * the given HTML and Markdown markers. */
+static void vtext(struct doc *d, const char *h_open, const char *h_close, const char *m_open,
+                  const char *m_close, const char *fmt, va_list ap)
+{
+    char buf[8192];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    fputs(h_open, d->h);
+    html_esc(d->h, buf);
+    fputs(h_close, d->h);
+    fputs(m_open, d->m);
+    md_esc(d->m, buf);
+    fputs(m_close, d->m);
+}
+
 static void para(struct doc *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void para(struct doc *d, const char *fmt, ...)
 {
-    char buf[8192];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    vtext(d, "<p>", "</p>\n", "", "\n\n", fmt, ap);
     va_end(ap);
-    fputs("<p>", d->h);
-    html_esc(d->h, buf);
-    fputs("</p>\n", d->h);
-    md_esc(d->m, buf);
-    fputs("\n\n", d->m);
 }
 
 static void bullet(struct doc *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void bullet(struct doc *d, const char *fmt, ...)
 {
-    char buf[8192];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    vtext(d, "<li>", "</li>\n", "- ", "\n", fmt, ap);
     va_end(ap);
-    fputs("<li>", d->h);
-    html_esc(d->h, buf);
-    fputs("</li>\n", d->h);
-    fputs("- ", d->m);
-    md_esc(d->m, buf);
-    fputs("\n", d->m);
 }
 
 static void table_begin(struct doc *d, int n, const char *const *cols)
