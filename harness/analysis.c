@@ -460,3 +460,50 @@ void ds_analysis_free(struct ds_analysis *a)
     ds_table_free(&a->curves);
     memset(a, 0, sizeof *a);
 }
+
+ds_status ds_analysis_write_tuned(const struct ds_analysis *a, const char *dir, struct ds_err *err)
+{
+    struct ds_table t;
+    ds_table_init(&t);
+    static const char *const cols[] = {"workload", "arm", "optimizer", "metric", "tuned_lr",
+                                       "selected_by", "seeds_ok", "seeds", "mean", "std", "min",
+                                       "max", "train_mean", "steps_to_target", "epochs_to_target",
+                                       "time_to_target_s", "samples_per_s", "lr_grid"};
+    for (size_t c = 0; c < DS_ARRAY_LEN(cols); c++) ds_table_add_col(&t, cols[c]);
+    t.cap = (size_t)a->n_arms + 1;
+    t.rows = calloc(t.cap, sizeof(char **));
+    DS_ASSERT(t.rows != NULL);
+    for (int i = 0; i < a->n_arms; i++) {
+        const struct ds_an_arm *arm = &a->arms[i];
+        int w = ds_analysis_workload(a, arm->workload);
+        char v[DS_ARRAY_LEN(cols)][600];
+        for (size_t c = 0; c < DS_ARRAY_LEN(cols); c++) v[c][0] = '\0';
+        snprintf(v[0], sizeof v[0], "%s", arm->workload);
+        snprintf(v[1], sizeof v[1], "%s", arm->label);
+        snprintf(v[2], sizeof v[2], "%s", arm->optimizer);
+        snprintf(v[3], sizeof v[3], "%s", a->metric[w]);
+        snprintf(v[5], sizeof v[5], "%s", a->selected_by_val[w] ? "val_metric" : "eval_metric");
+        size_t at = 0;
+        for (int j = 0; j < arm->n_lr && at + 32 < sizeof v[17]; j++)
+            at += (size_t)snprintf(v[17] + at, sizeof v[17] - at, "%s%.10g", j ? " " : "", arm->lrs[j].lr);
+        if (arm->best >= 0) {
+            const struct ds_an_lr *l = &arm->lrs[arm->best];
+            double num[] = {l->lr, NAN, l->n_ok, l->n, l->mean, l->std, l->min, l->max, l->train_mean,
+                            l->steps_mean, l->epochs_mean, l->time_mean, l->sps_mean};
+            for (size_t k = 0; k < DS_ARRAY_LEN(num); k++)
+                if (k != 1 && !isnan(num[k])) snprintf(v[4 + k], sizeof v[4 + k], "%.10g", num[k]);
+        }
+        char **row = malloc(DS_ARRAY_LEN(cols) * sizeof(char *));
+        DS_ASSERT(row != NULL);
+        for (size_t c = 0; c < DS_ARRAY_LEN(cols); c++) {
+            row[c] = strdup(v[c]);
+            DS_ASSERT(row[c] != NULL);
+        }
+        t.rows[t.nrows++] = row;
+    }
+    char path[2048];
+    snprintf(path, sizeof path, "%s/tuned.csv", dir);
+    ds_status st = ds_table_write(&t, path, err);
+    ds_table_free(&t);
+    return st;
+}

@@ -85,6 +85,10 @@ int ds_analysis_same_except(const struct ds_an_arm *x, const struct ds_an_arm *y
  * count when arm is the series' first and it has three or more strengths,
  * else 0. */
 int ds_analysis_series(const struct ds_analysis *a, int arm, const char *key, int *out, int max);
+/* DIR/tuned.csv: one row per arm at its tuned LR (workload, arm, optimizer,
+ * tuned_lr, selected_by, seeds, mean, std, min, max, train metric, steps,
+ * epochs and seconds to target, samples/s); written atomically. */
+ds_status ds_analysis_write_tuned(const struct ds_analysis *a, const char *dir, struct ds_err *err);
 /* Whether higher values of `metric` are better (accuracy) or lower (losses, mse, suboptimality). */
 int ds_metric_higher_better(const char *metric);
 

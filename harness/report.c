@@ -4,6 +4,8 @@
  * same text and tables, figures linked as plots/NAME.png), for a sweep or run
  * folder. It draws the figures first (descent plot).
  *
+ * It also writes DIR/tuned.csv, the tuned-arm table as data.
+ *
  * Sections: what was run; findings (one sentence per question the suite
  * answers: which optimizer wins on which task at its tuned LR, how
  * regularization strength moves test accuracy, how fast each reaches the
@@ -460,6 +462,11 @@ ds_status ds_report_dir(const char *dir, struct ds_err *err)
     struct ds_analysis a;
     st = ds_analysis_load(dir, &a, err);
     if (st != DS_OK) return st;
+    st = ds_analysis_write_tuned(&a, dir, err);
+    if (st != DS_OK) {
+        ds_analysis_free(&a);
+        return st;
+    }
     char hp[1200], mp[1200], htmp[1300], mtmp[1300];
     snprintf(hp, sizeof hp, "%s/report.html", dir);
     snprintf(mp, sizeof mp, "%s/report.md", dir);

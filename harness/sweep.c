@@ -11,6 +11,8 @@
  *   runs.csv         every finished run's summary row (plus index, group)
  *   curves.csv       every finished run's curve rows
  *   sweep.json       what ran, where, when, and the counts
+ *   tuned.csv        each arm (a configuration but for lr and seed) at its
+ *                    best learning rate, with its statistics over seeds
  *
  * A run is finished when its summary.csv exists (runs write it atomically).
  * runs.csv and curves.csv are rebuilt from the finished runs after each one
@@ -24,6 +26,7 @@
 #define _XOPEN_SOURCE 700 /* nftw */
 #include "sweep.h"
 
+#include "analysis.h"
 #include "experiment.h"
 #include "output.h"
 #include "table.h"
@@ -684,6 +687,13 @@ int ds_cmd_sweep(int argc, char **argv)
     if (code == 0 && gather(&s, &err) != DS_OK) {
         fprintf(stderr, "descent sweep: %s\n", err.msg);
         code = 1;
+    }
+    /* the tuned learning rate of each arm, as data (tuned.csv; the report
+     * draws and tabulates the same) */
+    struct ds_analysis an;
+    if (code == 0 && s.n_done > 0 && ds_analysis_load(s.dir, &an, &err) == DS_OK) {
+        if (ds_analysis_write_tuned(&an, s.dir, &err) != DS_OK) fprintf(stderr, "descent sweep: %s\n", err.msg);
+        ds_analysis_free(&an);
     }
     /* sweep.json: what ran */
     cJSON *j = cJSON_CreateObject();

@@ -2136,6 +2136,17 @@ static void test_plot_and_report(void **state)
     RUN(&r, "sweep", ini, "-j", "2", "--quiet", "--out", tp("sw"));
     expect_exit(&r, 0);
     res_free(&r);
+    /* the sweep marks each arm's tuned learning rate: tuned.csv */
+    struct csv tuned;
+    csv_load_or_fail(tp("sw/tuned.csv"), &tuned);
+    assert_int_equal(tuned.nrows, 2 + 1 + 3); /* quadratic: sgd, adam; logreg: sgd, adam at 3 l2 */
+    for (int i = 0; i < tuned.nrows; i++) {
+        double lr;
+        if (!is_number(csv_get(&tuned, i, "tuned_lr"), &lr) || strcmp(csv_get(&tuned, i, "seeds_ok"), "2"))
+            fail_msg("tuned.csv row %d: tuned_lr '%s', seeds_ok '%s'", i + 1, csv_get(&tuned, i, "tuned_lr"),
+                     csv_get(&tuned, i, "seeds_ok"));
+    }
+    csv_free(&tuned);
     RUN(&r, "plot", tp("sw"));
     expect_exit(&r, 0);
     res_free(&r);
