@@ -15,7 +15,7 @@ CC := gcc
 endif
 
 # Debian packages the build and the tests need (installed when missing and root).
-DEB_PACKAGES := gcc libc6-dev make pkg-config libopenblas-dev libopenblas-openmp-dev liblapacke-dev libcjson-dev libcmocka-dev zlib1g-dev libinih-dev libcsv-dev gnuplot-nox python3-numpy python3-torch dataset-fashion-mnist
+DEB_PACKAGES := gcc libc6-dev make pkg-config libopenblas-dev libopenblas-openmp-dev liblapacke-dev libcjson-dev libcmocka-dev zlib1g-dev libinih-dev libcsv-dev gnuplot-nox openmpi-bin libopenmpi-dev python3-numpy python3-torch dataset-fashion-mnist
 
 # OpenBLAS built on OpenMP, pinned by rpath: its GEMM threads and our
 # element-wise threads are then one OpenMP pool taking turns, instead of two
@@ -47,6 +47,19 @@ CFLAGS := $(CFLAGS_BASE) -DDS_GIT_REV='"$(GIT_REV)"' -DDS_BUILD_CFLAGS='"$(strip
 LDLIBS := -fopenmp $(LDFLAGS_SAN) -L$(OPENBLAS_DIR) -Wl,--disable-new-dtags,-rpath,$(OPENBLAS_DIR) \
           -lopenblas -llapacke -lcjson -linih -lcsv -lz -lm
 
+# Open MPI (data-parallel CPU ranks): built when mpicc is found (WITH_MPI=0/1
+# forces it); only core/comm_mpi.c sees its headers (as system headers, so
+# -Wpedantic judges our code, not theirs).
+MPICC := $(shell command -v mpicc 2>/dev/null)
+ifeq ($(origin WITH_MPI),undefined)
+WITH_MPI := $(if $(MPICC),1,0)
+endif
+ifeq ($(WITH_MPI),1)
+MPI_CFLAGS := $(patsubst -I%,-isystem %,$(shell mpicc --showme:compile 2>/dev/null))
+MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
+endif
+LDLIBS += $(MPI_LIBS)
+
 # Optional parts: reported, never silently assumed.
 NVCC := $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 ifeq ($(origin WITH_CUDA),undefined)
@@ -63,7 +76,7 @@ UNIT_BIN := $(filter-out $(BUILD)/tests/test_cli $(BUILD)/tests/test_replay,$(TE
 
 .PHONY: all deps test test-unit test-sanitize baseline bench report-check peer-fmnist baselines-fmnist clean install help
 all: deps $(BUILD)/descent
-	@echo "built $(BUILD)/descent  [cuda: $(if $(filter 1,$(WITH_CUDA)),nvcc found at $(NVCC); the CUDA backend is not written yet,not found)] [mpi: not built] [nccl: not built]"
+	@echo "built $(BUILD)/descent  [cuda: $(if $(filter 1,$(WITH_CUDA)),nvcc found at $(NVCC); the CUDA backend is not written yet,not found)] [mpi: $(if $(filter 1,$(WITH_MPI)),Open MPI,not built: no mpicc)] [nccl: not built]"
 
 # Installs what is missing when root; otherwise prints the one command to run.
 deps:
@@ -86,8 +99,10 @@ deps:
 # Objects depend on the flags they were built with: changing OPT, NATIVE or
 # SANITIZE rebuilds them instead of silently linking stale objects.
 FLAGS_STAMP := $(BUILD)/.flags
-$(shell mkdir -p $(BUILD) && echo '$(CC) $(CFLAGS) $(KERNEL_FLAGS) $(LDLIBS)' | cmp -s - $(FLAGS_STAMP) || echo '$(CC) $(CFLAGS) $(KERNEL_FLAGS) $(LDLIBS)' > $(FLAGS_STAMP))
+$(shell mkdir -p $(BUILD) && echo '$(CC) $(CFLAGS) $(KERNEL_FLAGS) $(LDLIBS) mpi=$(WITH_MPI)' | cmp -s - $(FLAGS_STAMP) || echo '$(CC) $(CFLAGS) $(KERNEL_FLAGS) $(LDLIBS) mpi=$(WITH_MPI)' > $(FLAGS_STAMP))
 
+
+$(BUILD)/obj/core/comm_mpi.o: CFLAGS += -DDS_WITH_MPI=$(WITH_MPI) $(MPI_CFLAGS)
 
 KERNEL_OBJ := $(BUILD)/obj/core/backend_cpu.o $(BUILD)/obj/core/conv_winograd.o $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard optimizers/*.c))
 $(KERNEL_OBJ): CFLAGS += $(KERNEL_FLAGS)

@@ -39,4 +39,11 @@ ds_status ds_comm_create(const char *name, struct ds_backend *be, struct ds_comm
 void ds_comm_destroy(struct ds_comm *c);
 const char *ds_comm_list(void);
 
+/* comm_mpi.c: the MPI communicator over MPI_COMM_WORLD (initialising MPI
+ * if needed); DS_ERR_UNSUPPORTED in a build without MPI. */
+ds_status ds_comm_mpi_create(struct ds_backend *be, struct ds_comm *out, struct ds_err *err);
+int ds_comm_mpi_built(void);
+/* Whether an MPI launcher (mpirun, srun) started this process. */
+int ds_comm_mpi_launched(void);
+
 #endif

@@ -55,7 +55,8 @@ ds_status ds_comm_create(const char *name, struct ds_backend *be, struct ds_comm
         out->size = 1;
         return DS_OK;
     }
-    if (strcmp(name, "mpi") == 0 || strcmp(name, "nccl") == 0)
+    if (strcmp(name, "mpi") == 0) return ds_comm_mpi_create(be, out, err);
+    if (strcmp(name, "nccl") == 0)
         return ds_err_set(err, DS_ERR_UNSUPPORTED,
                           "communicator '%s' is not in this build (valid: %s)", name,
                           ds_comm_list());
@@ -69,4 +70,4 @@ void ds_comm_destroy(struct ds_comm *c)
     if (c) c->ops = NULL;
 }
 
-const char *ds_comm_list(void) { return "local"; }
+const char *ds_comm_list(void) { return ds_comm_mpi_built() ? "local, mpi" : "local"; }

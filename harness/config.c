@@ -4,6 +4,7 @@
  * which workloads/optimizers it applies to, and its help line.
  */
 #include "config.h"
+#include "../core/comm.h"
 #include "../core/model.h"
 #include "../optimizers/optim.h"
 #include "../optimizers/schedule.h"
@@ -340,8 +341,8 @@ ds_status ds_config_resolve(struct ds_config *c, FILE *warn, struct ds_err *err)
 
     if (c->nesterov && (c->momentum <= 0.0 || c->dampening != 0.0))
         return ds_err_set(err, DS_ERR_USAGE, "--nesterov needs --momentum > 0 and --dampening 0 (as torch.optim.SGD)");
-    if (c->ranks > 1)
-        return ds_err_set(err, DS_ERR_UNSUPPORTED, "--ranks %ld: this build has no MPI communicator (valid: 1)", c->ranks);
+    if (c->ranks > 1 && !ds_comm_mpi_built())
+        return ds_err_set(err, DS_ERR_UNSUPPORTED, "--ranks %ld: this build has no MPI communicator (valid: 1; install Debian's openmpi-bin and libopenmpi-dev, then make)", c->ranks);
     if (c->gpus > 0)
         return ds_err_set(err, DS_ERR_UNSUPPORTED, "--gpus %ld: this build has no NCCL communicator (valid: 0)", c->gpus);
 

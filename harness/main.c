@@ -71,7 +71,7 @@ static int cmd_info(void)
     printf("blas:     OpenBLAS %s\n", openblas_get_config());
     printf("cpus:     %ld online\n", sysconf(_SC_NPROCESSORS_ONLN));
     printf("backends: %s (cuda: not built)\n", ds_backend_list());
-    printf("comm:     %s (mpi, nccl: not built)\n", ds_comm_list());
+    printf("comm:     %s (%snccl: not built)\n", ds_comm_list(), ds_comm_mpi_built() ? "" : "mpi, ");
     return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -31,12 +32,22 @@ ds_status ds_session_open(struct ds_session *s, int argc, char **argv, struct ds
     s->workload = ds_workload_find(c->workload);
     s->opt = ds_optim_find(c->optimizer);
 
+    /* data parallel: threads per rank default to the cores divided among the ranks */
+    if (c->ranks > 1 && c->threads == 0) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        c->threads = ncpu / c->ranks > 0 ? ncpu / c->ranks : 1;
+    }
     st = ds_backend_create(c->backend, (int)c->threads, &s->be, err);
     if (st != DS_OK) return st;
     s->have_be = 1;
-    st = ds_comm_create("local", &s->be, &s->comm, err);
+    st = ds_comm_create(c->ranks > 1 ? "mpi" : "local", &s->be, &s->comm, err);
     if (st != DS_OK) return st;
     s->have_comm = 1;
+    if (s->comm.size != c->ranks)
+        return ds_err_set(err, DS_ERR_USAGE,
+                          "--ranks %ld, but the launcher started %d process%s (mpirun -np %ld, or "
+                          "let descent launch it: descent run --ranks %ld ...)",
+                          c->ranks, s->comm.size, s->comm.size == 1 ? "" : "es", c->ranks, c->ranks);
 
     /* rows per forward pass: full-batch steps run in micro-batches */
     long rows = s->opt->full_batch ? c->micro_batch : c->batch;
@@ -183,9 +194,61 @@ static const char *const ds_summary_results[] = {
     "final_suboptimality", "final_dist_to_opt", "final_val_loss", "final_val_metric", "best_val_metric",
     "final_train_metric", "arm_id"};
 
+/* descent run --ranks N, not under a launcher yet: becomes `mpirun -np N
+ * descent run ...` (the same arguments), so every rank runs this same
+ * command. Returns only on failure. */
+static int launch_ranks(long ranks, int argc, char **argv)
+{
+    if (!ds_comm_mpi_built()) {
+        fprintf(stderr, "descent: --ranks %ld: this descent was built without MPI (install "
+                        "Debian's openmpi-bin and libopenmpi-dev, then make)\n", ranks);
+        return 2;
+    }
+    char self[DS_CFG_STR], np[32];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) {
+        fprintf(stderr, "descent: --ranks: cannot find this executable: %s\n", strerror(errno));
+        return 2;
+    }
+    self[n] = '\0';
+    snprintf(np, sizeof np, "%ld", ranks);
+    char **a = calloc((size_t)argc + 12, sizeof(char *));
+    DS_ASSERT(a != NULL);
+    int k = 0;
+    a[k++] = "mpirun";
+    a[k++] = "-np";
+    a[k++] = np;
+    /* more ranks than cores is allowed (and marked so in the scaling study);
+     * binding is left to descent's own --bind (hwloc) */
+    a[k++] = "--oversubscribe";
+    a[k++] = "--bind-to";
+    a[k++] = "none";
+    a[k++] = self;
+    a[k++] = "run";
+    for (int i = 0; i < argc; i++) a[k++] = argv[i];
+    a[k] = NULL;
+    if (geteuid() == 0) { /* Open MPI refuses root unless told it is deliberate */
+        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
+        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
+    }
+    fflush(stdout), fflush(stderr);
+    execvp("mpirun", a);
+    fprintf(stderr, "descent: --ranks %ld needs Open MPI's mpirun: %s (apt-get install openmpi-bin)\n",
+            ranks, strerror(errno));
+    free(a);
+    return 2;
+}
+
 int ds_cmd_run(int argc, char **argv)
 {
     struct ds_err err = {{0}};
+    {
+        struct ds_config pre;
+        ds_config_init(&pre);
+        if (ds_config_parse_args(&pre, argc, argv, &err) == DS_OK && pre.ranks > 1 &&
+            !ds_comm_mpi_launched())
+            return launch_ranks(pre.ranks, argc, argv);
+    }
     struct ds_session s;
     ds_status st = ds_session_open(&s, argc, argv, &err);
     if (st != DS_OK) {
@@ -215,6 +278,13 @@ int ds_cmd_run(int argc, char **argv)
         s.be.ops->upload(&s.be, task->params, host, np * sizeof(float));
     } else {
         task->ops->init_params(task, ds_init_find(c->init_scheme), c->seed);
+    }
+    /* every rank starts from rank 0's parameters; only rank 0 writes files */
+    const int writer = s.comm.rank == 0;
+    st = s.comm.ops->broadcast(&s.comm, task->params, np, 0);
+    if (st != DS_OK) {
+        ds_err_set(&err, st, "broadcasting the initial parameters failed");
+        goto out;
     }
 
     st = ds_sampler_init(&smp, task->n_train, c->batch, c->shuffle, c->seed, &err);
@@ -275,7 +345,7 @@ int ds_cmd_run(int argc, char **argv)
         st = check_writable("--save", c->save, &err);
         if (st != DS_OK) goto out;
     }
-    if (c->save_init[0]) {
+    if (c->save_init[0] && writer) {
         st = write_params(&s, "--save-init", c->save_init, host, &err);
         if (st != DS_OK) goto out;
     }
@@ -289,7 +359,7 @@ int ds_cmd_run(int argc, char **argv)
         strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
         snprintf(dir, sizeof dir, "results/%s-%s-%s", stamp, c->workload, c->optimizer);
     }
-    st = ds_mkdir_p(dir, &err);
+    if (writer) st = ds_mkdir_p(dir, &err);
     if (st != DS_OK) goto out;
 
     cJSON *extra = cJSON_CreateObject();
@@ -322,15 +392,15 @@ int ds_cmd_run(int argc, char **argv)
         cJSON_AddItemToArray(tensors, tj);
     }
     snprintf(path, sizeof path, "%s/meta.json", dir);
-    st = ds_meta_write(path, c, argc, argv, s.be.ops->describe(&s.be), extra, &err);
+    if (writer) st = ds_meta_write(path, c, argc, argv, s.be.ops->describe(&s.be), extra, &err);
     if (st != DS_OK) {
         cJSON_Delete(extra);
         goto out;
     }
 
     snprintf(path, sizeof path, "%s/curve.csv", dir);
-    curve_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
-    if (curve_fd < 0) {
+    curve_fd = writer ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644) : -1;
+    if (writer && curve_fd < 0) {
         st = ds_err_set(&err, DS_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
         cJSON_Delete(extra);
         goto out;
@@ -339,7 +409,7 @@ int ds_cmd_run(int argc, char **argv)
     ds_csv_begin(&line);
     for (int i = 0; i < ds_curve_ncolumns; i++) ds_csv_str(&line, ds_curve_columns[i]);
     ds_csv_end(&line);
-    ds_file_append_line(curve_fd, line.buf, line.len, path, &err);
+    if (writer) ds_file_append_line(curve_fd, line.buf, line.len, path, &err);
 
     long eval_every = c->eval_every;
     if (eval_every <= 0) {
@@ -398,7 +468,7 @@ int ds_cmd_run(int argc, char **argv)
                 (isnan(best_val) || (task->metric_higher_better ? ep.val_metric > best_val : ep.val_metric < best_val)))
                 best_val = ep.val_metric;
             ds_csv_end(&line);
-            st = ds_file_append_line(curve_fd, line.buf, line.len, path, &err);
+            if (writer) st = ds_file_append_line(curve_fd, line.buf, line.len, path, &err);
             if (st != DS_OK) break;
             interval_loss = interval_norm = interval_s = 0.0;
             interval_steps = 0;
@@ -424,8 +494,8 @@ int ds_cmd_run(int argc, char **argv)
             ds_csv_nonfinite(&line, info.grad_norm);
             for (int k = 0; k < 5; k++) ds_csv_num(&line, NAN);
             ds_csv_end(&line);
-            ds_file_append_line(curve_fd, line.buf, line.len, path, &err);
-            fprintf(stderr, "descent: run diverged at step %ld (loss %g, gradient norm %g); recorded as status=diverged\n",
+            if (writer) ds_file_append_line(curve_fd, line.buf, line.len, path, &err);
+            if (writer) fprintf(stderr, "descent: run diverged at step %ld (loss %g, gradient norm %g); recorded as status=diverged\n",
                     step + 1, fabs(info.loss), fabs(info.grad_norm));
             break;
         }
@@ -505,7 +575,7 @@ int ds_cmd_run(int argc, char **argv)
     memcpy(summary, line.buf, line.len);
     memcpy(summary + line.len, row.buf, row.len + 1);
     snprintf(path, sizeof path, "%s/summary.csv", dir);
-    ds_status st2 = ds_file_write_atomic(path, summary, line.len + row.len, &err);
+    ds_status st2 = writer ? ds_file_write_atomic(path, summary, line.len + row.len, &err) : DS_OK;
     free(summary);
 
     /* meta.json again, now with how it ended. */
@@ -515,13 +585,15 @@ int ds_cmd_run(int argc, char **argv)
     cJSON_AddStringToObject(extra, "finished", finished);
     cJSON_AddStringToObject(extra, "status", status);
     snprintf(path, sizeof path, "%s/meta.json", dir);
-    if (st2 == DS_OK) st2 = ds_meta_write(path, c, argc, argv, s.be.ops->describe(&s.be), extra, &err);
+    if (st2 == DS_OK && writer) st2 = ds_meta_write(path, c, argc, argv, s.be.ops->describe(&s.be), extra, &err);
     cJSON_Delete(extra);
 
-    if (st2 == DS_OK && ok && c->save[0]) st2 = write_params(&s, "--save", c->save, host, &err);
-    if (!ok && c->save[0]) fprintf(stderr, "descent: --save %s: not written, the run did not finish\n", c->save);
+    if (st2 == DS_OK && ok && c->save[0] && writer) st2 = write_params(&s, "--save", c->save, host, &err);
+    if (!ok && c->save[0] && writer) fprintf(stderr, "descent: --save %s: not written, the run did not finish\n", c->save);
     if (st == DS_OK) st = st2;
-    if (st == DS_OK) {
+    if (st == DS_OK && !writer) {
+        if (!ok) code = 1;
+    } else if (st == DS_OK) {
         printf("%s %s/%s: %ld steps, %s %s %.6g, %.0f samples/s -> %s\n", run_id, c->workload,
                c->optimizer, done, task->metric, ok ? "final" : "(diverged)", ok ? ep.eval_metric : NAN,
                train_s > 0 ? (double)samples / train_s : 0.0, dir);

@@ -2201,6 +2201,103 @@ static void test_plot_and_report(void **state)
     res_free(&r);
 }
 
+
+/* ---------------------------------------------------------------- data parallel */
+
+/* Skips (visibly) when this descent has no MPI communicator. Open MPI's
+ * internals leak by design at exit (components dlclosed before LSan looks),
+ * so leak checking is off for the ranks; ASan's other checks stay on. */
+static void need_mpi(void)
+{
+    struct res r;
+    RUN(&r, "list");
+    int have = strstr(r.out, "local, mpi") != NULL;
+    res_free(&r);
+    if (!have) {
+        print_message("# this descent was built without MPI: data-parallel tests skipped\n");
+        skip();
+    }
+    const char *a = getenv("ASAN_OPTIONS");
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s%sdetect_leaks=0", a && *a ? a : "", a && *a ? ":" : "");
+    setenv("ASAN_OPTIONS", buf, 1);
+}
+
+/* The curves of N ranks and of one rank agree within rel (train and eval loss). */
+static void expect_same_curve(const char *a, const char *b, double rel, const char *what)
+{
+    struct csv x, y;
+    csv_load_or_fail(a, &x);
+    csv_load_or_fail(b, &y);
+    if (x.nrows != y.nrows || x.nrows < 5) fail_msg("%s: %d and %d curve rows", what, x.nrows, y.nrows);
+    const char *cols[] = {"train_loss", "eval_loss", "eval_metric"};
+    double worst = 0;
+    for (int i = 0; i < x.nrows; i++)
+        for (size_t k = 0; k < 3; k++) {
+            double u = NAN, v = NAN;
+            if (!is_number(csv_get(&x, i, cols[k]), &u) || !is_number(csv_get(&y, i, cols[k]), &v))
+                fail_msg("%s: row %d %s not numbers", what, i + 1, cols[k]);
+            double e = fabs(u - v) / fmax(fabs(u), 1e-30);
+            if (e > worst) worst = e;
+            if (!(e <= rel))
+                fail_msg("%s: row %d (step %s) %s %.10g vs %.10g (rel %.3g > %.0e)", what, i + 1,
+                         csv_get(&x, i, "step"), cols[k], u, v, e, rel);
+        }
+    print_message("# %-44s worst rel diff %.2e over %d points (tol %.0e)\n", what, worst, x.nrows, rel);
+    csv_free(&x), csv_free(&y);
+}
+
+static void test_ranks_equivalence(void **state)
+{
+    (void)state;
+    need_mpi();
+    const struct {
+        const char *name, *args[16];
+    } cases[] = {
+        {"logreg sgd", {"--workload", "logreg", "--optimizer", "sgd", "--lr", "0.1", NULL}},
+        {"logreg adam", {"--workload", "logreg", "--optimizer", "adam", "--lr", "0.01", NULL}},
+        {"fmnist-mlp sgd momentum", {"--workload", "fmnist-mlp", "--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.02",
+                                     "--batch", "64", "--eval-limit", "500", NULL}},
+        {"fmnist-mlp adam", {"--workload", "fmnist-mlp", "--optimizer", "adam", "--lr", "1e-3", "--batch", "64",
+                             "--eval-limit", "500", NULL}},
+    };
+    const char *ranks[] = {"1", "2", "4"};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int k = 0; k < 3; k++) {
+            struct res r;
+            char *argv[40];
+            int n = 0;
+            argv[n++] = "run";
+            for (int i = 0; cases[c].args[i]; i++) argv[n++] = (char *)cases[c].args[i];
+            const char *more[] = {"--steps", "100", "--eval-every", "10", "--ranks", ranks[k], "--threads", "1",
+                                  "--out", tp("c%zu-r%s", c, ranks[k]), NULL};
+            for (int i = 0; more[i]; i++) argv[n++] = (char *)more[i];
+            argv[n] = NULL;
+            run_v(&r, (const char *const *)argv, (const char *)NULL);
+            expect_exit(&r, 0);
+            res_free(&r);
+            if (k > 0) {
+                char what[128];
+                snprintf(what, sizeof what, "%s, %s ranks vs 1", cases[c].name, ranks[k]);
+                expect_same_curve(tp("c%zu-r1/curve.csv", c), tp("c%zu-r%s/curve.csv", c, ranks[k]), 1e-5, what);
+            }
+        }
+    }
+    /* the same rank count twice: identical numbers */
+    struct res r;
+    RUN(&r, "run", "--workload", "logreg", "--optimizer", "adam", "--lr", "0.01", "--steps", "100",
+        "--eval-every", "10", "--ranks", "2", "--threads", "1", "--out", tp("again"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    csv_expect_same(tp("c1-r2/curve.csv"), tp("again/curve.csv"), curve_timing);
+    /* only rank 0 wrote: one summary row */
+    struct csv sm;
+    csv_load_or_fail(tp("c1-r4/summary.csv"), &sm);
+    assert_int_equal(sm.nrows, 1);
+    assert_string_equal(csv_get(&sm, 0, "ranks"), "4");
+    csv_free(&sm);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
@@ -2252,6 +2349,7 @@ int main(void)
         T(test_sweep_bad_input),
         T(test_compare_gate),
         T(test_plot_and_report),
+        T(test_ranks_equivalence),
     };
 #undef T
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);

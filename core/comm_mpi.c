@@ -1,0 +1,176 @@
+/*
+ * comm_mpi.c: the communicator over Open MPI, one process per rank, buffers
+ * in CPU memory. Built when the Makefile finds mpicc (DS_WITH_MPI=1);
+ * otherwise ds_comm_mpi_create says so, and nothing else in the tree knows
+ * about MPI (the registry in comm_local.c calls this file's entry point).
+ *
+ * Every MPI call goes through DS_MPI_CHECK, which names the call and its
+ * file:line. MPI's error handler on the communicator is MPI_ERRORS_RETURN,
+ * so a failure becomes a status and a message rather than an abort without
+ * one. Counts above INT_MAX are split into pieces MPI's int counts can hold.
+ */
+#ifndef DS_WITH_MPI
+#define DS_WITH_MPI 0
+#endif
+
+#include "backend.h"
+#include "comm.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ds_comm_mpi_built(void) { return DS_WITH_MPI; }
+
+#if DS_WITH_MPI
+#include <mpi.h>
+
+struct mpi_ctx {
+    MPI_Comm comm;
+    int initialized_here; /* MPI_Finalize is ours to call */
+};
+
+#define DS_MPI_CHECK(call)                                                                     \
+    do {                                                                                       \
+        int rc_ = (call);                                                                      \
+        if (rc_ != MPI_SUCCESS) {                                                              \
+            char es_[MPI_MAX_ERROR_STRING];                                                    \
+            int el_ = 0;                                                                       \
+            MPI_Error_string(rc_, es_, &el_);                                                  \
+            fprintf(stderr, "descent: %s failed at %s:%d: %s\n", #call, __FILE__, __LINE__,   \
+                    es_);                                                                      \
+            return DS_ERR_FAILED;                                                              \
+        }                                                                                      \
+    } while (0)
+
+/* The largest piece one MPI call moves (its counts are int). */
+#define PIECE ((size_t)1 << 30)
+
+static MPI_Comm comm_of(struct ds_comm *c) { return ((struct mpi_ctx *)c->ctx)->comm; }
+
+static void mpi_destroy(struct ds_comm *c)
+{
+    struct mpi_ctx *x = c->ctx;
+    if (!x) return;
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) {
+        MPI_Comm_free(&x->comm);
+        if (x->initialized_here) MPI_Finalize();
+    }
+    free(x);
+    c->ctx = NULL;
+}
+
+static ds_status mpi_allreduce(struct ds_comm *c, float *buf, size_t n)
+{
+    for (size_t o = 0; o < n; o += PIECE) {
+        int k = (int)(n - o < PIECE ? n - o : PIECE);
+        DS_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + o, k, MPI_FLOAT, MPI_SUM, comm_of(c)));
+    }
+    return DS_OK;
+}
+
+static ds_status mpi_allreduce_f64(struct ds_comm *c, double *buf, size_t n)
+{
+    for (size_t o = 0; o < n; o += PIECE) {
+        int k = (int)(n - o < PIECE ? n - o : PIECE);
+        DS_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + o, k, MPI_DOUBLE, MPI_SUM, comm_of(c)));
+    }
+    return DS_OK;
+}
+
+static ds_status mpi_reduce_scatter(struct ds_comm *c, const float *send, float *recv, size_t n)
+{
+    if (n > (size_t)INT_MAX) return DS_ERR_UNSUPPORTED;
+    DS_MPI_CHECK(MPI_Reduce_scatter_block(send, recv, (int)n, MPI_FLOAT, MPI_SUM, comm_of(c)));
+    return DS_OK;
+}
+
+static ds_status mpi_all_gather(struct ds_comm *c, const float *send, float *recv, size_t n)
+{
+    if (n > (size_t)INT_MAX) return DS_ERR_UNSUPPORTED;
+    DS_MPI_CHECK(MPI_Allgather(send == recv + (size_t)c->rank * n ? MPI_IN_PLACE : send, (int)n,
+                               MPI_FLOAT, recv, (int)n, MPI_FLOAT, comm_of(c)));
+    return DS_OK;
+}
+
+static ds_status mpi_broadcast(struct ds_comm *c, float *buf, size_t n, int root)
+{
+    for (size_t o = 0; o < n; o += PIECE) {
+        int k = (int)(n - o < PIECE ? n - o : PIECE);
+        DS_MPI_CHECK(MPI_Bcast(buf + o, k, MPI_FLOAT, root, comm_of(c)));
+    }
+    return DS_OK;
+}
+
+static ds_status mpi_barrier(struct ds_comm *c)
+{
+    DS_MPI_CHECK(MPI_Barrier(comm_of(c)));
+    return DS_OK;
+}
+
+static const struct ds_comm_ops ds_comm_mpi_ops = {
+    .name = "mpi",
+    .destroy = mpi_destroy,
+    .allreduce_sum = mpi_allreduce,
+    .allreduce_sum_host_f64 = mpi_allreduce_f64,
+    .reduce_scatter_sum = mpi_reduce_scatter,
+    .all_gather = mpi_all_gather,
+    .broadcast = mpi_broadcast,
+    .barrier = mpi_barrier,
+};
+
+#define CREATE_CHECK(call)                                                                     \
+    do {                                                                                       \
+        int rc_ = (call);                                                                      \
+        if (rc_ != MPI_SUCCESS) {                                                              \
+            free(x);                                                                           \
+            return ds_err_set(err, DS_ERR_FAILED, "%s failed at %s:%d (MPI error %d)", #call,   \
+                              __FILE__, __LINE__, rc_);                                        \
+        }                                                                                      \
+    } while (0)
+
+ds_status ds_comm_mpi_create(struct ds_backend *be, struct ds_comm *out, struct ds_err *err)
+{
+    memset(out, 0, sizeof *out);
+    struct mpi_ctx *x = calloc(1, sizeof *x);
+    if (!x) return ds_err_set(err, DS_ERR_NOMEM, "out of memory for the MPI communicator");
+    int inited = 0, provided = 0;
+    CREATE_CHECK(MPI_Initialized(&inited));
+    if (!inited) {
+        /* only the main thread calls MPI (OpenMP threads compute between calls) */
+        CREATE_CHECK(MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided));
+        x->initialized_here = 1;
+    }
+    CREATE_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &x->comm));
+    CREATE_CHECK(MPI_Comm_set_errhandler(x->comm, MPI_ERRORS_RETURN));
+    CREATE_CHECK(MPI_Comm_rank(x->comm, &out->rank));
+    CREATE_CHECK(MPI_Comm_size(x->comm, &out->size));
+    out->ops = &ds_comm_mpi_ops;
+    out->ctx = x;
+    out->be = be;
+    return DS_OK;
+}
+
+#else /* built without MPI */
+
+ds_status ds_comm_mpi_create(struct ds_backend *be, struct ds_comm *out, struct ds_err *err)
+{
+    (void)be;
+    memset(out, 0, sizeof *out);
+    return ds_err_set(err, DS_ERR_UNSUPPORTED,
+                      "this descent was built without MPI (install Debian's libopenmpi-dev and "
+                      "openmpi-bin, then make)");
+}
+
+#endif
+
+/* Whether this process was started by an MPI launcher (mpirun, srun): the
+ * environment they set for every rank. */
+int ds_comm_mpi_launched(void)
+{
+    return getenv("OMPI_COMM_WORLD_SIZE") != NULL || getenv("PMI_SIZE") != NULL ||
+           getenv("PMIX_RANK") != NULL;
+}
