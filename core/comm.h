@@ -21,6 +21,10 @@ struct ds_comm_ops {
     ds_status (*all_gather)(struct ds_comm *c, const float *send, float *recv, size_t n_per_rank);
     ds_status (*broadcast)(struct ds_comm *c, float *buf, size_t n, int root);
     ds_status (*barrier)(struct ds_comm *c);
+    /* Ends every rank of the job (this one included) with `code`, after the
+     * caller has said why: one rank's failure must not leave the others
+     * waiting in a collective. Does not return. */
+    void (*abort)(struct ds_comm *c, int code);
 };
 
 struct ds_comm {

@@ -2,6 +2,7 @@
 #include "backend.h"
 #include "comm.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static void local_destroy(struct ds_comm *c) { (void)c; }
@@ -32,6 +33,12 @@ static ds_status local_barrier(struct ds_comm *c)
     return DS_OK;
 }
 
+static void local_abort(struct ds_comm *c, int code)
+{
+    (void)c;
+    exit(code);
+}
+
 static const struct ds_comm_ops ds_comm_local_ops = {
     .name = "local",
     .destroy = local_destroy,
@@ -41,6 +48,7 @@ static const struct ds_comm_ops ds_comm_local_ops = {
     .all_gather = local_copy,
     .broadcast = local_broadcast,
     .barrier = local_barrier,
+    .abort = local_abort,
 };
 
 /* The registry lives here until a second communicator exists. */

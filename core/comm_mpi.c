@@ -5,7 +5,9 @@
  * about MPI (the registry in comm_local.c calls this file's entry point).
  *
  * Every MPI call goes through DS_MPI_CHECK, which names the call and its
- * file:line. MPI's error handler on the communicator is MPI_ERRORS_RETURN,
+ * file:line. Collectives are the nonblocking ones, waited on by testing with
+ * a deadline (wait_req): a rank that goes silent makes the others end the
+ * job with a message instead of hanging. MPI's error handler on the communicator is MPI_ERRORS_RETURN,
  * so a failure becomes a status and a message rather than an abort without
  * one. Counts above INT_MAX are split into pieces MPI's int counts can hold.
  */
@@ -49,6 +51,38 @@ struct mpi_ctx {
 
 static MPI_Comm comm_of(struct ds_comm *c) { return ((struct mpi_ctx *)c->ctx)->comm; }
 
+static double now_s(void) { return MPI_Wtime(); }
+
+/* Seconds a collective may go without completing before this rank decides
+ * another is stuck or gone and ends the job (DESCENT_COMM_TIMEOUT, default
+ * 600): a watchdog, so a silent rank turns into an error, never a hang. */
+static double comm_timeout(void)
+{
+    const char *e = getenv("DESCENT_COMM_TIMEOUT");
+    double t = e ? strtod(e, NULL) : 0.0;
+    return t > 0 ? t : 600.0;
+}
+
+/* Waits for a nonblocking collective, testing it (which also progresses
+ * it); past the timeout, says which rank gave up on what, and aborts. */
+static ds_status wait_req(struct ds_comm *c, MPI_Request *req, const char *what)
+{
+    double t0 = now_s(), limit = comm_timeout();
+    for (long k = 0;; k++) {
+        int done = 0;
+        DS_MPI_CHECK(MPI_Test(req, &done, MPI_STATUS_IGNORE));
+        if (done) return DS_OK;
+        if ((k & 1023) == 0 && now_s() - t0 > limit) {
+            fprintf(stderr,
+                    "descent: rank %d of %d: %s made no progress for %.0f s: another rank is "
+                    "stuck or gone (DESCENT_COMM_TIMEOUT); ending the job\n",
+                    c->rank, c->size, what, limit);
+            fflush(stderr);
+            MPI_Abort(comm_of(c), 1);
+        }
+    }
+}
+
 static void mpi_destroy(struct ds_comm *c)
 {
     struct mpi_ctx *x = c->ctx;
@@ -67,7 +101,10 @@ static ds_status mpi_allreduce(struct ds_comm *c, float *buf, size_t n)
 {
     for (size_t o = 0; o < n; o += PIECE) {
         int k = (int)(n - o < PIECE ? n - o : PIECE);
-        DS_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + o, k, MPI_FLOAT, MPI_SUM, comm_of(c)));
+        MPI_Request req;
+        DS_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf + o, k, MPI_FLOAT, MPI_SUM, comm_of(c), &req));
+        ds_status st = wait_req(c, &req, "allreduce");
+        if (st != DS_OK) return st;
     }
     return DS_OK;
 }
@@ -76,7 +113,10 @@ static ds_status mpi_allreduce_f64(struct ds_comm *c, double *buf, size_t n)
 {
     for (size_t o = 0; o < n; o += PIECE) {
         int k = (int)(n - o < PIECE ? n - o : PIECE);
-        DS_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + o, k, MPI_DOUBLE, MPI_SUM, comm_of(c)));
+        MPI_Request req;
+        DS_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf + o, k, MPI_DOUBLE, MPI_SUM, comm_of(c), &req));
+        ds_status st = wait_req(c, &req, "allreduce");
+        if (st != DS_OK) return st;
     }
     return DS_OK;
 }
@@ -100,15 +140,26 @@ static ds_status mpi_broadcast(struct ds_comm *c, float *buf, size_t n, int root
 {
     for (size_t o = 0; o < n; o += PIECE) {
         int k = (int)(n - o < PIECE ? n - o : PIECE);
-        DS_MPI_CHECK(MPI_Bcast(buf + o, k, MPI_FLOAT, root, comm_of(c)));
+        MPI_Request req;
+        DS_MPI_CHECK(MPI_Ibcast(buf + o, k, MPI_FLOAT, root, comm_of(c), &req));
+        ds_status st = wait_req(c, &req, "broadcast");
+        if (st != DS_OK) return st;
     }
     return DS_OK;
 }
 
 static ds_status mpi_barrier(struct ds_comm *c)
 {
-    DS_MPI_CHECK(MPI_Barrier(comm_of(c)));
-    return DS_OK;
+    MPI_Request req;
+    DS_MPI_CHECK(MPI_Ibarrier(comm_of(c), &req));
+    return wait_req(c, &req, "barrier");
+}
+
+static void mpi_abort(struct ds_comm *c, int code)
+{
+    fflush(stdout), fflush(stderr);
+    MPI_Abort(c->ctx ? comm_of(c) : MPI_COMM_WORLD, code);
+    exit(code); /* MPI_Abort does not return; should it, still end */
 }
 
 static const struct ds_comm_ops ds_comm_mpi_ops = {
@@ -120,6 +171,7 @@ static const struct ds_comm_ops ds_comm_mpi_ops = {
     .all_gather = mpi_all_gather,
     .broadcast = mpi_broadcast,
     .barrier = mpi_barrier,
+    .abort = mpi_abort,
 };
 
 #define CREATE_CHECK(call)                                                                     \

@@ -14,9 +14,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -194,9 +197,9 @@ static const char *const ds_summary_results[] = {
     "final_suboptimality", "final_dist_to_opt", "final_val_loss", "final_val_metric", "best_val_metric",
     "final_train_metric", "arm_id"};
 
-/* descent run --ranks N, not under a launcher yet: becomes `mpirun -np N
+/* descent run --ranks N, not under a launcher yet: runs `mpirun -np N
  * descent run ...` (the same arguments), so every rank runs this same
- * command. Returns only on failure. */
+ * command; returns the job's exit code. */
 static int launch_ranks(long ranks, int argc, char **argv)
 {
     if (!ds_comm_mpi_built()) {
@@ -232,11 +235,42 @@ static int launch_ranks(long ranks, int argc, char **argv)
         setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
     }
     fflush(stdout), fflush(stderr);
-    execvp("mpirun", a);
-    fprintf(stderr, "descent: --ranks %ld needs Open MPI's mpirun: %s (apt-get install openmpi-bin)\n",
-            ranks, strerror(errno));
+    pid_t pid = fork();
+    if (pid == 0) {
+        execvp("mpirun", a);
+        fprintf(stderr, "descent: --ranks %ld needs Open MPI's mpirun: %s (apt-get install openmpi-bin)\n",
+                ranks, strerror(errno));
+        _exit(2);
+    }
     free(a);
-    return 2;
+    if (pid < 0) {
+        fprintf(stderr, "descent: --ranks: fork: %s\n", strerror(errno));
+        return 1;
+    }
+    /* the job's exit in descent's terms: 0 ok, 2 bad input, 1 anything else
+     * (a rank that crashed or was killed: mpirun has named it) */
+    int wst;
+    while (waitpid(pid, &wst, 0) < 0)
+        if (errno != EINTR) return 1;
+    if (WIFEXITED(wst) && (WEXITSTATUS(wst) == 0 || WEXITSTATUS(wst) == 2)) return WEXITSTATUS(wst);
+    return 1;
+}
+
+/* A test hook: DESCENT_FAULT="RANK:STEP:KIND" makes rank RANK fail at step
+ * STEP, KIND error (a bad-input error), crash (SIGKILL) or hang (never
+ * returns), so the tests can check that one rank's failure ends the job with
+ * a message naming the rank and cause, and leaves no process behind. */
+static ds_status injected_fault(int rank, long step, struct ds_err *err)
+{
+    const char *f = getenv("DESCENT_FAULT");
+    int r;
+    long at;
+    char kind[16];
+    if (!f || sscanf(f, "%d:%ld:%15s", &r, &at, kind) != 3 || r != rank || at != step) return DS_OK;
+    if (strcmp(kind, "crash") == 0) raise(SIGKILL);
+    if (strcmp(kind, "hang") == 0)
+        for (;;) pause();
+    return ds_err_set(err, DS_ERR_INPUT, "injected fault at step %ld (DESCENT_FAULT=%s)", step, f);
 }
 
 int ds_cmd_run(int argc, char **argv)
@@ -475,6 +509,8 @@ int ds_cmd_run(int argc, char **argv)
             interval_samples = 0;
         }
         if (step == total) break;
+        st = injected_fault(s.comm.rank, step, &err);
+        if (st != DS_OK) break;
         const int32_t *idx;
         int n = ds_sampler_next(&smp, &idx);
         double t0 = ds_now();
@@ -600,6 +636,13 @@ int ds_cmd_run(int argc, char **argv)
         if (!ok) code = 1;
     }
 out:
+    if (st != DS_OK && s.have_comm && s.comm.size > 1) {
+        /* one rank failed: say which and why, and end every rank (the others
+         * would otherwise wait in their next collective) */
+        fprintf(stderr, "descent: rank %d of %d: %s\n", s.comm.rank, s.comm.size,
+                err.msg[0] ? err.msg : ds_status_text(st));
+        s.comm.ops->abort(&s.comm, ds_status_exit_code(st));
+    }
     if (curve_fd >= 0) close(curve_fd);
     free(step_times);
     if (have_tr) ds_trainer_free(&tr);

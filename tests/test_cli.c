@@ -2298,6 +2298,43 @@ static void test_ranks_equivalence(void **state)
     csv_free(&sm);
 }
 
+
+/* One rank fails (a bad input, a crash, a hang): the whole job ends
+ * non-zero within 30 s with a message naming the rank and the cause, and no
+ * process is left. DESCENT_FAULT is descent's test hook (harness/run.c). */
+static void test_ranks_faults(void **state)
+{
+    (void)state;
+    need_mpi();
+    const struct {
+        const char *fault, *code, *words[3];
+    } cases[] = {
+        {"1:5:error", "2", {"rank 1 of 2", "injected fault at step 5", NULL}},
+        {"1:5:crash", "1", {"rank 1", "signal 9", NULL}},
+        {"1:5:hang", "1", {"rank 0 of 2", "no progress", NULL}},
+    };
+    setenv("DESCENT_COMM_TIMEOUT", "5", 1);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        setenv("DESCENT_FAULT", cases[c].fault, 1);
+        const char *out = tp("fault%zu", c);
+        double t0 = now_s();
+        struct res r;
+        RUN(&r, "run", "--workload", "logreg", "--steps", "200", "--ranks", "2", "--threads", "1", "--out", out);
+        double took = now_s() - t0;
+        unsetenv("DESCENT_FAULT");
+        expect_exit(&r, atoi(cases[c].code));
+        for (int w = 0; cases[c].words[w]; w++)
+            if (!strstr(r.err, cases[c].words[w]))
+                fail_msg("DESCENT_FAULT=%s: the message does not say '%s'" SHOW, cases[c].fault,
+                         cases[c].words[w], SHOWARGS(&r));
+        if (took > 30) fail_msg("DESCENT_FAULT=%s: the job took %.1f s to end", cases[c].fault, took);
+        print_message("# DESCENT_FAULT=%-10s exit %s after %.1f s\n", cases[c].fault, cases[c].code, took);
+        res_free(&r);
+        expect_no_process_for(out);
+    }
+    unsetenv("DESCENT_COMM_TIMEOUT");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
@@ -2350,6 +2387,7 @@ int main(void)
         T(test_compare_gate),
         T(test_plot_and_report),
         T(test_ranks_equivalence),
+        T(test_ranks_faults),
     };
 #undef T
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
