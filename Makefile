@@ -15,7 +15,7 @@ CC := gcc
 endif
 
 # Debian packages the build and the tests need (installed when missing and root).
-DEB_PACKAGES := gcc libc6-dev make pkg-config libopenblas-dev libopenblas-openmp-dev liblapacke-dev libcjson-dev libcmocka-dev zlib1g-dev libinih-dev libcsv-dev gnuplot-nox openmpi-bin libopenmpi-dev python3-numpy python3-torch dataset-fashion-mnist
+DEB_PACKAGES := gcc libc6-dev make pkg-config libopenblas-dev libopenblas-openmp-dev liblapacke-dev libcjson-dev libcmocka-dev zlib1g-dev libinih-dev libcsv-dev gnuplot-nox openmpi-bin libopenmpi-dev libhwloc-dev python3-numpy python3-torch dataset-fashion-mnist
 
 # OpenBLAS built on OpenMP, pinned by rpath: its GEMM threads and our
 # element-wise threads are then one OpenMP pool taking turns, instead of two
@@ -45,7 +45,7 @@ KERNEL_OPT ?= $(if $(filter -O2 -O3,$(OPT)),-O3,)
 KERNEL_FLAGS := $(KERNEL_OPT) -fno-tree-loop-distribute-patterns
 CFLAGS := $(CFLAGS_BASE) -DDS_GIT_REV='"$(GIT_REV)"' -DDS_BUILD_CFLAGS='"$(strip $(CFLAGS_BASE)) (kernels: $(strip $(KERNEL_FLAGS)))"'
 LDLIBS := -fopenmp $(LDFLAGS_SAN) -L$(OPENBLAS_DIR) -Wl,--disable-new-dtags,-rpath,$(OPENBLAS_DIR) \
-          -lopenblas -llapacke -lcjson -linih -lcsv -lz -lm
+          -lopenblas -llapacke -lcjson -linih -lcsv -lhwloc -lz -lm
 
 # Open MPI (data-parallel CPU ranks): built when mpicc is found (WITH_MPI=0/1
 # forces it); only core/comm_mpi.c sees its headers (as system headers, so

@@ -74,6 +74,7 @@ static const struct ds_key ds_keys_[] = {
     {"threads", K_LONG, F(threads), 0, 4096, 0, 0, "0", NULL, NULL, 0, "CPU threads (0: one per core)"},
     {"ranks", K_LONG, F(ranks), 1, 4096, 0, 0, "1", NULL, NULL, 0, "data-parallel CPU processes over MPI"},
     {"gpus", K_LONG, F(gpus), 0, 4096, 0, 0, "0", NULL, NULL, 0, "data-parallel GPU ranks over NCCL"},
+    {"bind", K_STR, F(bind), 0, 0, 0, 0, "none", NULL, NULL, 0, "bind each rank and its threads to its share of the cores (hwloc): core or none"},
     {"init-scheme", K_STR, F(init_scheme), 0, 0, 0, 0, NULL, NULL, NULL, 0, "default (torch's), xavier, zeros"},
     {"dim", K_LONG, F(dim), 1, 1e9, 0, 0, NULL, "quadratic,linreg,logreg", NULL, 0, "problem dimension"},
     {"kappa", K_F64, F(kappa), 1, 1e12, 0, 0, "100", "quadratic", NULL, 0, "condition number of A"},
@@ -341,6 +342,8 @@ ds_status ds_config_resolve(struct ds_config *c, FILE *warn, struct ds_err *err)
 
     if (c->nesterov && (c->momentum <= 0.0 || c->dampening != 0.0))
         return ds_err_set(err, DS_ERR_USAGE, "--nesterov needs --momentum > 0 and --dampening 0 (as torch.optim.SGD)");
+    if (strcmp(c->bind, "none") != 0 && strcmp(c->bind, "core") != 0)
+        return ds_err_set(err, DS_ERR_USAGE, "--bind: unknown binding '%s' (valid: core, none)", c->bind);
     if (c->ranks > 1 && !ds_comm_mpi_built())
         return ds_err_set(err, DS_ERR_UNSUPPORTED, "--ranks %ld: this build has no MPI communicator (valid: 1; install Debian's openmpi-bin and libopenmpi-dev, then make)", c->ranks);
     if (c->gpus > 0)
@@ -390,7 +393,10 @@ static void config_hash(const struct ds_config *c, int arm, char out[17])
     uint64_t h = 1469598103934665603ull; /* FNV-1a 64 */
     char buf[DS_CFG_STR + 64];
     for (int k = 0; k < NKEYS; k++) {
-        if (ds_keys_[k].path || strcmp(ds_keys_[k].name, "threads") == 0) continue;
+        /* where it runs, not what: results do not depend on them */
+        if (ds_keys_[k].path || strcmp(ds_keys_[k].name, "threads") == 0 ||
+            strcmp(ds_keys_[k].name, "bind") == 0)
+            continue;
         if (arm && (strcmp(ds_keys_[k].name, "lr") == 0 || strcmp(ds_keys_[k].name, "seed") == 0)) continue;
         int n = snprintf(buf, sizeof buf, "%s=", ds_keys_[k].name);
         ds_config_format(c, k, buf + n, sizeof buf - (size_t)n);

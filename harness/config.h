@@ -34,6 +34,7 @@ struct ds_config {
     double target;
     /* where it runs */
     long threads, ranks, gpus;
+    char bind[16];
     /* workload parameters */
     long dim, n_train, n_eval;
     double kappa, noise, margin, label_noise;

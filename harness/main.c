@@ -14,6 +14,7 @@
 #include "../core/backend.h"
 #include "../core/comm.h"
 #include "../core/model.h"
+#include "../core/topology.h"
 #include "../optimizers/optim.h"
 #include "../optimizers/schedule.h"
 #include "../workloads/workload.h"
@@ -70,6 +71,15 @@ static int cmd_info(void)
     printf("cflags:   %s\n", ds_build_cflags());
     printf("blas:     OpenBLAS %s\n", openblas_get_config());
     printf("cpus:     %ld online\n", sysconf(_SC_NPROCESSORS_ONLN));
+    struct ds_topology topo;
+    struct ds_err err = {{0}};
+    char line[1024];
+    if (ds_topology_read(&topo, &err) == DS_OK) {
+        ds_topology_describe(&topo, line, sizeof line);
+        printf("topology: %s (hwloc)\n", line);
+    } else {
+        printf("topology: %s\n", err.msg);
+    }
     printf("backends: %s (cuda: not built)\n", ds_backend_list());
     printf("comm:     %s (%snccl: not built)\n", ds_comm_list(), ds_comm_mpi_built() ? "" : "mpi, ");
     return 0;

@@ -1,5 +1,6 @@
 /* output.c: CSV lines and meta.json (see output.h). */
 #include "output.h"
+#include "../core/topology.h"
 #include "../core/fileio.h"
 
 #include <cblas.h>
@@ -128,9 +129,29 @@ ds_status ds_meta_write(const char *path, const struct ds_config *c, int argc, c
     cJSON_AddStringToObject(host, "hostname", hn);
     cJSON_AddNumberToObject(host, "cpus_online", (double)sysconf(_SC_NPROCESSORS_ONLN));
     add_cpu_model(host);
-    /* The hwloc topology (packages, caches, NUMA, GPUs) joins here with the
-     * MPI work; until then only what sysconf knows. */
-    cJSON_AddStringToObject(host, "topology_source", "sysconf");
+    /* the machine as hwloc sees it */
+    struct ds_topology t;
+    struct ds_err terr = {{0}};
+    if (ds_topology_read(&t, &terr) == DS_OK) {
+        cJSON *tj = cJSON_AddObjectToObject(host, "topology");
+        cJSON_AddStringToObject(tj, "cpu_model", t.cpu_model);
+        cJSON_AddNumberToObject(tj, "packages", t.packages);
+        cJSON_AddNumberToObject(tj, "cores", t.cores);
+        cJSON_AddNumberToObject(tj, "hardware_threads", t.pus);
+        cJSON_AddNumberToObject(tj, "numa_nodes", t.numa);
+        cJSON_AddNumberToObject(tj, "l1d_bytes", (double)t.l1d);
+        cJSON_AddNumberToObject(tj, "l2_bytes", (double)t.l2);
+        cJSON_AddNumberToObject(tj, "l3_bytes", (double)t.l3);
+        cJSON_AddNumberToObject(tj, "l3_caches", t.n_l3);
+        cJSON_AddNumberToObject(tj, "gpus", t.gpus);
+        cJSON_AddStringToObject(tj, "gpu_names", t.gpu_names);
+        cJSON_AddNumberToObject(tj, "nics", t.nics);
+        cJSON_AddStringToObject(tj, "nic_names", t.nic_names);
+        cJSON_AddStringToObject(host, "topology_source", "hwloc");
+    } else {
+        cJSON_AddStringToObject(host, "topology_source", "sysconf");
+        cJSON_AddStringToObject(host, "topology_error", terr.msg);
+    }
 
     cJSON *cmd = cJSON_AddArrayToObject(root, "argv");
     for (int i = 0; i < argc; i++) cJSON_AddItemToArray(cmd, cJSON_CreateString(argv[i]));

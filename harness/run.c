@@ -8,6 +8,7 @@
 #include "../core/fileio.h"
 #include "../core/safetensors.h"
 #include "../core/timer.h"
+#include "../core/topology.h"
 #include "../workloads/npy.h"
 
 #include <cjson/cJSON.h>
@@ -46,6 +47,14 @@ ds_status ds_session_open(struct ds_session *s, int argc, char **argv, struct ds
     st = ds_comm_create(c->ranks > 1 ? "mpi" : "local", &s->be, &s->comm, err);
     if (st != DS_OK) return st;
     s->have_comm = 1;
+    if (strcmp(c->bind, "core") == 0) {
+        int first = 0, count = 0;
+        st = ds_topology_bind_rank(s->comm.rank, s->comm.size, &first, &count, err);
+        if (st != DS_OK) return st;
+        if (s->comm.size > 1 && s->comm.rank == 0)
+            fprintf(stderr, "descent: --bind core: %d ranks, rank 0 on cores %d..%d\n", s->comm.size,
+                    first, first + count - 1);
+    }
     if (s->comm.size != c->ranks)
         return ds_err_set(err, DS_ERR_USAGE,
                           "--ranks %ld, but the launcher started %d process%s (mpirun -np %ld, or "

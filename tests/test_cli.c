@@ -2335,6 +2335,32 @@ static void test_ranks_faults(void **state)
     unsetenv("DESCENT_COMM_TIMEOUT");
 }
 
+
+/* hwloc: descent info and meta.json describe the machine; --bind checked. */
+static void test_topology_and_bind(void **state)
+{
+    (void)state;
+    struct res r;
+    RUN(&r, "info");
+    expect_exit(&r, 0);
+    if (!strstr(r.out, "topology: ") || !strstr(r.out, "(hwloc)") || !strstr(r.out, "core"))
+        fail_msg("descent info does not show the hwloc topology:\n%s", r.out);
+    res_free(&r);
+    RUN(&r, "run", "--workload", "logreg", "--steps", "10", "--bind", "core", "--out", tp("b"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    cJSON *m = json_load_or_fail(tp("b/meta.json"));
+    cJSON *host = cJSON_GetObjectItem(m, "host"), *topo = cJSON_GetObjectItem(host, "topology");
+    assert_string_equal(json_str(host, "topology_source", "meta.json host"), "hwloc");
+    if (!topo || cJSON_GetNumberValue(cJSON_GetObjectItem(topo, "cores")) < 1 ||
+        cJSON_GetNumberValue(cJSON_GetObjectItem(topo, "l1d_bytes")) <= 0)
+        fail_msg("meta.json: no hwloc topology with cores and caches");
+    cJSON_Delete(m);
+    RUN(&r, "run", "--workload", "logreg", "--steps", "10", "--bind", "socket");
+    expect_usage(&r, "--bind", "socket", "core, none");
+    res_free(&r);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
@@ -2388,6 +2414,7 @@ int main(void)
         T(test_plot_and_report),
         T(test_ranks_equivalence),
         T(test_ranks_faults),
+        T(test_topology_and_bind),
     };
 #undef T
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
