@@ -17,8 +17,14 @@ struct ds_comm_ops {
     ds_status (*allreduce_sum)(struct ds_comm *c, float *buf, size_t n);
     /* Sums `n` host doubles across ranks (losses, counts). */
     ds_status (*allreduce_sum_host_f64)(struct ds_comm *c, double *buf, size_t n);
-    ds_status (*reduce_scatter_sum)(struct ds_comm *c, const float *send, float *recv, size_t n_per_rank);
-    ds_status (*all_gather)(struct ds_comm *c, const float *send, float *recv, size_t n_per_rank);
+    /* Shards: rank r owns counts[r] elements at offset counts[0] + ... +
+     * counts[r-1] of an n-element buffer. reduce_scatter_sum sums `send`
+     * (all n) over the ranks and writes this rank's shard of the sum to
+     * `recv` (counts[rank] elements); all_gather fills every rank's `buf`
+     * (all n) with each rank's shard, taken from its place in that rank's buf. */
+    ds_status (*reduce_scatter_sum)(struct ds_comm *c, const float *send, float *recv,
+                                    const size_t *counts);
+    ds_status (*all_gather)(struct ds_comm *c, float *buf, const size_t *counts);
     ds_status (*broadcast)(struct ds_comm *c, float *buf, size_t n, int root);
     ds_status (*barrier)(struct ds_comm *c);
     /* Ends every rank of the job (this one included) with `code`, after the

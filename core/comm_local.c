@@ -16,10 +16,17 @@ static ds_status local_allreduce_f64(struct ds_comm *c, double *buf, size_t n)
     (void)c, (void)buf, (void)n;
     return DS_OK;
 }
-/* With one rank, reduce-scatter and all-gather are copies (backend memory). */
-static ds_status local_copy(struct ds_comm *c, const float *send, float *recv, size_t n)
+/* With one rank the shard is everything: reduce-scatter is a copy and
+ * all-gather has nothing to do. */
+static ds_status local_reduce_scatter(struct ds_comm *c, const float *send, float *recv,
+                                      const size_t *counts)
 {
-    if (send != recv) c->be->ops->copy(c->be, recv, send, n * sizeof(float));
+    if (send != recv) c->be->ops->copy(c->be, recv, send, counts[0] * sizeof(float));
+    return DS_OK;
+}
+static ds_status local_all_gather(struct ds_comm *c, float *buf, const size_t *counts)
+{
+    (void)c, (void)buf, (void)counts;
     return DS_OK;
 }
 static ds_status local_broadcast(struct ds_comm *c, float *buf, size_t n, int root)
@@ -44,8 +51,8 @@ static const struct ds_comm_ops ds_comm_local_ops = {
     .destroy = local_destroy,
     .allreduce_sum = local_allreduce,
     .allreduce_sum_host_f64 = local_allreduce_f64,
-    .reduce_scatter_sum = local_copy,
-    .all_gather = local_copy,
+    .reduce_scatter_sum = local_reduce_scatter,
+    .all_gather = local_all_gather,
     .broadcast = local_broadcast,
     .barrier = local_barrier,
     .abort = local_abort,

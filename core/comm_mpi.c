@@ -121,19 +121,57 @@ static ds_status mpi_allreduce_f64(struct ds_comm *c, double *buf, size_t n)
     return DS_OK;
 }
 
-static ds_status mpi_reduce_scatter(struct ds_comm *c, const float *send, float *recv, size_t n)
+/* int counts and displacements for the v-collectives; DS_ERR_UNSUPPORTED
+ * past INT_MAX elements (2^31 floats: an 8 GiB model). */
+static ds_status int_counts(struct ds_comm *c, const size_t *counts, int *ic, int *disp)
 {
-    if (n > (size_t)INT_MAX) return DS_ERR_UNSUPPORTED;
-    DS_MPI_CHECK(MPI_Reduce_scatter_block(send, recv, (int)n, MPI_FLOAT, MPI_SUM, comm_of(c)));
+    size_t off = 0;
+    for (int r = 0; r < c->size; r++) {
+        if (counts[r] > (size_t)INT_MAX || off > (size_t)INT_MAX) return DS_ERR_UNSUPPORTED;
+        ic[r] = (int)counts[r], disp[r] = (int)off;
+        off += counts[r];
+    }
     return DS_OK;
 }
 
-static ds_status mpi_all_gather(struct ds_comm *c, const float *send, float *recv, size_t n)
+static ds_status mpi_reduce_scatter(struct ds_comm *c, const float *send, float *recv,
+                                    const size_t *counts)
 {
-    if (n > (size_t)INT_MAX) return DS_ERR_UNSUPPORTED;
-    DS_MPI_CHECK(MPI_Allgather(send == recv + (size_t)c->rank * n ? MPI_IN_PLACE : send, (int)n,
-                               MPI_FLOAT, recv, (int)n, MPI_FLOAT, comm_of(c)));
-    return DS_OK;
+    int *ic = malloc(2 * sizeof(int) * (size_t)c->size);
+    if (!ic) return DS_ERR_NOMEM;
+    ds_status st = int_counts(c, counts, ic, ic + c->size);
+    if (st == DS_OK) {
+        MPI_Request req;
+        int rc = MPI_Ireduce_scatter(send, recv, ic, MPI_FLOAT, MPI_SUM, comm_of(c), &req);
+        if (rc != MPI_SUCCESS) {
+            fprintf(stderr, "descent: MPI_Ireduce_scatter failed at %s:%d (MPI error %d)\n", __FILE__, __LINE__, rc);
+            st = DS_ERR_FAILED;
+        } else {
+            st = wait_req(c, &req, "reduce-scatter");
+        }
+    }
+    free(ic);
+    return st;
+}
+
+static ds_status mpi_all_gather(struct ds_comm *c, float *buf, const size_t *counts)
+{
+    int *ic = malloc(2 * sizeof(int) * (size_t)c->size);
+    if (!ic) return DS_ERR_NOMEM;
+    ds_status st = int_counts(c, counts, ic, ic + c->size);
+    if (st == DS_OK) {
+        MPI_Request req;
+        int rc = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, ic, ic + c->size,
+                                 MPI_FLOAT, comm_of(c), &req);
+        if (rc != MPI_SUCCESS) {
+            fprintf(stderr, "descent: MPI_Iallgatherv failed at %s:%d (MPI error %d)\n", __FILE__, __LINE__, rc);
+            st = DS_ERR_FAILED;
+        } else {
+            st = wait_req(c, &req, "all-gather");
+        }
+    }
+    free(ic);
+    return st;
 }
 
 static ds_status mpi_broadcast(struct ds_comm *c, float *buf, size_t n, int root)

@@ -74,6 +74,7 @@ static const struct ds_key ds_keys_[] = {
     {"threads", K_LONG, F(threads), 0, 4096, 0, 0, "0", NULL, NULL, 0, "CPU threads (0: one per core)"},
     {"ranks", K_LONG, F(ranks), 1, 4096, 0, 0, "1", NULL, NULL, 0, "data-parallel CPU processes over MPI"},
     {"gpus", K_LONG, F(gpus), 0, 4096, 0, 0, "0", NULL, NULL, 0, "data-parallel GPU ranks over NCCL"},
+    {"zero1", K_BOOL, F(zero1), 0, 1, 0, 0, "off", NULL, NULL, 0, "ZeRO-1: shard the optimizer state over the ranks (reduce-scatter, step the shard, all-gather)"},
     {"bind", K_STR, F(bind), 0, 0, 0, 0, "none", NULL, NULL, 0, "bind each rank and its threads to its share of the cores (hwloc): core or none"},
     {"init-scheme", K_STR, F(init_scheme), 0, 0, 0, 0, NULL, NULL, NULL, 0, "default (torch's), xavier, zeros"},
     {"dim", K_LONG, F(dim), 1, 1e9, 0, 0, NULL, "quadratic,linreg,logreg", NULL, 0, "problem dimension"},
@@ -400,6 +401,9 @@ static void config_hash(const struct ds_config *c, int arm, char out[17])
         if (arm && (strcmp(ds_keys_[k].name, "lr") == 0 || strcmp(ds_keys_[k].name, "seed") == 0)) continue;
         int n = snprintf(buf, sizeof buf, "%s=", ds_keys_[k].name);
         ds_config_format(c, k, buf + n, sizeof buf - (size_t)n);
+        /* a key at its default is left out, so a key added later does not
+         * change the ids of the runs that do not use it */
+        if (ds_keys_[k].def && strcmp(buf + n, ds_keys_[k].def) == 0) continue;
         for (const char *p = buf; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
         h = (h ^ '\n') * 1099511628211ull;
     }

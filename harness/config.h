@@ -35,6 +35,7 @@ struct ds_config {
     /* where it runs */
     long threads, ranks, gpus;
     char bind[16];
+    int zero1;
     /* workload parameters */
     long dim, n_train, n_eval;
     double kappa, noise, margin, label_noise;

@@ -204,7 +204,7 @@ static const char *const ds_summary_results[] = {
     /* extra columns */
     "metric", "n_params", "steps_planned", "steps_done", "epochs_done", "train_s", "eval_s", "optimum_loss",
     "final_suboptimality", "final_dist_to_opt", "final_val_loss", "final_val_metric", "best_val_metric",
-    "final_train_metric", "arm_id"};
+    "final_train_metric", "arm_id", "optimizer_state_mb", "zero1_saved_mb"};
 
 /* descent run --ranks N, not under a launcher yet: runs `mpirun -np N
  * descent run ...` (the same arguments), so every rank runs this same
@@ -380,7 +380,7 @@ int ds_cmd_run(int argc, char **argv)
     h.l2 = (float)c->l2;
     h.l1 = (float)c->l1;
     h.wd = (float)c->wd;
-    st = ds_trainer_init(&tr, &s.be, &s.comm, task, s.opt, &h, &sched, c->clip, c->decay_bias, &err);
+    st = ds_trainer_init(&tr, &s.be, &s.comm, task, s.opt, &h, &sched, c->clip, c->decay_bias, c->zero1, &err);
     if (st != DS_OK) goto out;
     have_tr = 1;
 
@@ -614,6 +614,10 @@ int ds_cmd_run(int argc, char **argv)
     ds_csv_num(&row, best_val);
     ds_csv_num(&row, final_train_metric); /* the metric on the training set: the generalization gap */
     ds_csv_str(&row, arm_id);
+    /* this rank's optimizer state, and what sharding saved against holding it all */
+    double state_mb = (double)ds_trainer_state_bytes(&tr) / 1048576.0;
+    ds_csv_num(&row, state_mb);
+    ds_csv_num(&row, c->zero1 ? (double)tr.n_slots * (double)np * 4.0 / 1048576.0 - state_mb : 0.0);
     ds_csv_end(&row);
     char *summary = malloc(line.len + row.len + 1);
     DS_ASSERT(summary != NULL);

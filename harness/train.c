@@ -9,7 +9,7 @@
 ds_status ds_trainer_init(struct ds_trainer *tr, struct ds_backend *be, struct ds_comm *comm,
                           struct ds_task *task, const struct ds_optim_ops *opt,
                           const struct ds_optim_hyper *hyper, const struct ds_schedule *sched,
-                          double clip, int decay_bias, struct ds_err *err)
+                          double clip, int decay_bias, int zero1, struct ds_err *err)
 {
     memset(tr, 0, sizeof *tr);
     tr->be = be;
@@ -19,7 +19,29 @@ ds_status ds_trainer_init(struct ds_trainer *tr, struct ds_backend *be, struct d
     tr->hyper = *hyper;
     tr->sched = *sched;
     tr->clip = clip;
-    size_t n = task->layout->total;
+    size_t np = task->layout->total, n = np;
+    tr->ranges = DS_XCALLOC((size_t)task->layout->n, sizeof *tr->ranges);
+    tr->n_ranges = ds_params_ranges(task->layout, decay_bias, tr->ranges);
+    tr->zero1 = zero1;
+    if (zero1) {
+        /* rank r's shard: [np*r/P, np*(r+1)/P) */
+        int P = comm->size;
+        tr->counts = DS_XCALLOC((size_t)P, sizeof *tr->counts);
+        for (int r = 0; r < P; r++)
+            tr->counts[r] = np * (size_t)(r + 1) / (size_t)P - np * (size_t)r / (size_t)P;
+        tr->lo = np * (size_t)comm->rank / (size_t)P;
+        tr->n_shard = tr->counts[comm->rank];
+        n = tr->n_shard;
+        tr->shard_grad = be->ops->alloc(be, (n ? n : 1) * sizeof(float));
+        if (!tr->shard_grad) return ds_err_set(err, DS_ERR_NOMEM, "out of memory for a gradient shard of %zu floats", n);
+        tr->shard_ranges = DS_XCALLOC((size_t)task->layout->n, sizeof *tr->shard_ranges);
+        for (int i = 0; i < tr->n_ranges; i++) {
+            size_t a = tr->ranges[i].offset, b = a + tr->ranges[i].n;
+            size_t lo = a > tr->lo ? a : tr->lo, hi = b < tr->lo + n ? b : tr->lo + n;
+            if (lo < hi)
+                tr->shard_ranges[tr->n_shard_ranges++] = (struct ds_param_range){lo, hi - lo, tr->ranges[i].decay};
+        }
+    }
     tr->n_slots = opt->n_slots(hyper);
     DS_ASSERT(tr->n_slots <= DS_OPTIM_MAX_SLOTS);
     if (tr->n_slots > 0) {
@@ -32,16 +54,22 @@ ds_status ds_trainer_init(struct ds_trainer *tr, struct ds_backend *be, struct d
             if (v != 0.0f) be->ops->fill(be, tr->state[s], n, v); /* alloc gives zeros */
         }
     }
-    tr->ranges = DS_XCALLOC((size_t)task->layout->n, sizeof *tr->ranges);
-    tr->n_ranges = ds_params_ranges(task->layout, decay_bias, tr->ranges);
     return DS_OK;
+}
+
+size_t ds_trainer_state_bytes(const struct ds_trainer *tr)
+{
+    return (size_t)tr->n_slots * (tr->zero1 ? tr->n_shard : tr->task->layout->total) * sizeof(float);
 }
 
 void ds_trainer_free(struct ds_trainer *tr)
 {
     if (!tr) return;
     if (tr->be && tr->be->ops) tr->be->ops->free(tr->be, tr->state_buf);
+    if (tr->be && tr->be->ops) tr->be->ops->free(tr->be, tr->shard_grad);
     free(tr->ranges);
+    free(tr->counts);
+    free(tr->shard_ranges);
     memset(tr, 0, sizeof *tr);
 }
 
@@ -62,32 +90,49 @@ void ds_trainer_step(struct ds_trainer *tr, const int32_t *idx, int n, struct ds
     double loss_sum = task->ops->loss_grad(task, idx + lo, hi - lo, &pass, 1.0f / (float)n);
     be->ops->sync(be);
     double t1 = ds_now();
-    tr->comm->ops->allreduce_sum(tr->comm, task->grads, np);
-    tr->comm->ops->allreduce_sum_host_f64(tr->comm, &loss_sum, 1);
+    /* the gradient this rank steps with: all of it, or (zero1) its shard */
+    float *g = task->grads;
+    size_t g0 = 0; /* g's offset in the flat buffer */
+    double sq;
+    if (tr->zero1) {
+        tr->comm->ops->reduce_scatter_sum(tr->comm, task->grads, tr->shard_grad, tr->counts);
+        g = tr->shard_grad, g0 = tr->lo;
+        sq = tr->n_shard ? be->ops->dot(be, tr->n_shard, g, g) : 0.0;
+        double both[2] = {loss_sum, sq};
+        tr->comm->ops->allreduce_sum_host_f64(tr->comm, both, 2);
+        loss_sum = both[0], sq = both[1];
+    } else {
+        tr->comm->ops->allreduce_sum(tr->comm, task->grads, np);
+        tr->comm->ops->allreduce_sum_host_f64(tr->comm, &loss_sum, 1);
+        sq = be->ops->dot(be, np, task->grads, task->grads);
+    }
     be->ops->sync(be);
     double t2 = ds_now();
 
     info->loss = loss_sum / (double)n;
-    double norm = sqrt(be->ops->dot(be, np, task->grads, task->grads));
+    double norm = sqrt(sq);
     info->grad_norm = norm;
     info->finite = isfinite(info->loss) && isfinite(norm);
     if (info->finite) {
         if (tr->clip > 0.0) {
             /* torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped to 1 */
             double coef = tr->clip / (norm + 1e-6);
-            if (coef < 1.0) be->ops->scale(be, np, task->grads, (float)coef);
+            if (coef < 1.0) be->ops->scale(be, tr->zero1 ? tr->n_shard : np, g, (float)coef);
         }
         struct ds_optim_scalars s = {.lr = (float)info->lr, .t = tr->t + 1};
-        for (int r = 0; r < tr->n_ranges; r++) {
-            const struct ds_param_range *rg = &tr->ranges[r];
+        const struct ds_param_range *ranges = tr->zero1 ? tr->shard_ranges : tr->ranges;
+        int n_ranges = tr->zero1 ? tr->n_shard_ranges : tr->n_ranges;
+        for (int r = 0; r < n_ranges; r++) {
+            const struct ds_param_range *rg = &ranges[r];
             s.l2 = rg->decay ? tr->hyper.l2 : 0.0f;
             s.l1 = rg->decay ? tr->hyper.l1 : 0.0f;
             s.wd = rg->decay ? tr->hyper.wd : 0.0f;
             float *st[DS_OPTIM_MAX_SLOTS] = {0};
-            for (int k = 0; k < tr->n_slots; k++) st[k] = tr->state[k] + rg->offset;
+            for (int k = 0; k < tr->n_slots; k++) st[k] = tr->state[k] + (rg->offset - g0);
             be->ops->optim_step(be, tr->opt, &tr->hyper, &s, rg->n, task->params + rg->offset,
-                                task->grads + rg->offset, st);
+                                g + (rg->offset - g0), st);
         }
+        if (tr->zero1) tr->comm->ops->all_gather(tr->comm, task->params, tr->counts);
         tr->t++;
     }
     be->ops->sync(be);

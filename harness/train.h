@@ -6,6 +6,9 @@
  *   g = allreduce_sum(g)                  (the mean over the global batch; identity for one process)
  *   norm = ||g||_2 ; if clip: g *= min(1, clip / (norm + 1e-6))   (clip_grad_norm_)
  *   optimizer step over the flat buffer, range by range (biases may skip decay)
+ * With zero1 the allreduce and the step become: reduce-scatter g into this
+ * rank's shard, the norm from the shards' sums of squares, the step on the
+ * shard, all-gather the parameters (the same arithmetic, 1/ranks the state).
  * Everything the step needs is allocated by ds_trainer_init; a step allocates nothing.
  */
 #ifndef DS_TRAIN_H
@@ -29,6 +32,15 @@ struct ds_trainer {
     int n_ranges;
     struct ds_param_range *ranges; /* owned */
     long t;                       /* steps taken */
+    /* ZeRO-1: the optimizer state is sharded over the ranks. Gradients are
+     * reduce-scattered into this rank's shard [lo, lo + n_shard), the rank
+     * steps its shard, and the parameters are all-gathered. */
+    int zero1;
+    size_t lo, n_shard;
+    size_t *counts;               /* [ranks] shard sizes, owned */
+    float *shard_grad;            /* [n_shard] backend memory, owned */
+    int n_shard_ranges;
+    struct ds_param_range *shard_ranges; /* the ranges cut to the shard, owned */
 };
 
 struct ds_step_info {
@@ -42,8 +54,10 @@ struct ds_step_info {
 ds_status ds_trainer_init(struct ds_trainer *tr, struct ds_backend *be, struct ds_comm *comm,
                           struct ds_task *task, const struct ds_optim_ops *opt,
                           const struct ds_optim_hyper *hyper, const struct ds_schedule *sched,
-                          double clip, int decay_bias, struct ds_err *err);
+                          double clip, int decay_bias, int zero1, struct ds_err *err);
 void ds_trainer_free(struct ds_trainer *tr);
+/* Bytes of optimizer state this rank holds. */
+size_t ds_trainer_state_bytes(const struct ds_trainer *tr);
 
 /* One step on training rows idx[0..n) (the global batch). */
 void ds_trainer_step(struct ds_trainer *tr, const int32_t *idx, int n, struct ds_step_info *info);

@@ -2283,6 +2283,36 @@ static void test_ranks_equivalence(void **state)
             }
         }
     }
+    /* ZeRO-1 (sharded optimizer state): the same curves, and the state shrinks */
+    const size_t zcases[] = {0, 3}; /* logreg sgd, fmnist-mlp adam */
+    for (size_t zi = 0; zi < 2; zi++) {
+        size_t c = zcases[zi];
+        for (int k = 1; k < 3; k++) {
+            struct res r;
+            char *argv[40];
+            int n = 0;
+            argv[n++] = "run";
+            for (int i = 0; cases[c].args[i]; i++) argv[n++] = (char *)cases[c].args[i];
+            const char *more[] = {"--steps", "100", "--eval-every", "10", "--ranks", ranks[k], "--threads", "1",
+                                  "--zero1", "on", "--out", tp("z%zu-r%s", c, ranks[k]), NULL};
+            for (int i = 0; more[i]; i++) argv[n++] = (char *)more[i];
+            argv[n] = NULL;
+            run_v(&r, (const char *const *)argv, (const char *)NULL);
+            expect_exit(&r, 0);
+            res_free(&r);
+            char what[128];
+            snprintf(what, sizeof what, "%s, zero1, %s ranks vs 1", cases[c].name, ranks[k]);
+            expect_same_curve(tp("c%zu-r1/curve.csv", c), tp("z%zu-r%s/curve.csv", c, ranks[k]), 1e-5, what);
+            struct csv a, z;
+            csv_load_or_fail(tp("c%zu-r1/summary.csv", c), &a);
+            csv_load_or_fail(tp("z%zu-r%s/summary.csv", c, ranks[k]), &z);
+            double full = atof(csv_get(&a, 0, "optimizer_state_mb")), shard = atof(csv_get(&z, 0, "optimizer_state_mb"));
+            double saved = atof(csv_get(&z, 0, "zero1_saved_mb"));
+            if (!(fabs(shard * atoi(ranks[k]) - full) <= 1e-3 * full + 1e-6) || !(fabs(saved - (full - shard)) <= 1e-3 * full + 1e-6))
+                fail_msg("%s: state %.6g MiB of %.6g, saved %.6g", what, shard, full, saved);
+            csv_free(&a), csv_free(&z);
+        }
+    }
     /* the same rank count twice: identical numbers */
     struct res r;
     RUN(&r, "run", "--workload", "logreg", "--optimizer", "adam", "--lr", "0.01", "--steps", "100",

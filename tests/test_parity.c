@@ -411,7 +411,7 @@ static int run_case_(struct ds_backend *be, struct ds_comm *comm, const struct p
     }
     be->ops->upload(be, task.params, f->init, np * sizeof(float));
 
-    if (ds_trainer_init(&tr, be, comm, &task, opt, &h, &sched, clip, decay_bias, &err) != DS_OK) {
+    if (ds_trainer_init(&tr, be, comm, &task, opt, &h, &sched, clip, decay_bias, 0, &err) != DS_OK) {
         print_error("%s: ds_trainer_init: %s\n", name, err.msg);
         goto out;
     }

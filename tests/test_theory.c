@@ -60,7 +60,7 @@ static void open_trainer(struct fixture *f, const char *opt, double lr, double m
     h.momentum = (float)momentum;
     h.l2 = (float)l2;
     struct ds_schedule s = {.kind = DS_SCHED_CONSTANT, .base_lr = lr, .total = 1L << 40};
-    assert_int_equal(ds_trainer_init(&f->tr, &f->be, &f->comm, &f->task, o, &h, &s, 0.0, 1, &err), DS_OK);
+    assert_int_equal(ds_trainer_init(&f->tr, &f->be, &f->comm, &f->task, o, &h, &s, 0.0, 1, 0, &err), DS_OK);
     f->have_tr = 1;
 }
 
@@ -224,7 +224,7 @@ static void check_linear_optimum(const struct ds_workload *w, double l2, int dec
     h.lr = (float)(2.0 / (mu + L));
     h.l2 = (float)l2;
     struct ds_schedule sched = {.kind = DS_SCHED_CONSTANT, .base_lr = h.lr, .total = 1L << 40};
-    assert_int_equal(ds_trainer_init(&f.tr, &f.be, &f.comm, &f.task, o, &h, &sched, 0.0, decay_bias, &err), DS_OK);
+    assert_int_equal(ds_trainer_init(&f.tr, &f.be, &f.comm, &f.task, o, &h, &sched, 0.0, decay_bias, 0, &err), DS_OK);
     f.have_tr = 1;
     int32_t *idx = malloc((size_t)f.task.n_train * sizeof *idx);
     for (int i = 0; i < f.task.n_train; i++) idx[i] = i;
