@@ -24,18 +24,35 @@ static void add_name(char *list, size_t len, const char *name)
     snprintf(list + at, len - at, "%s%s", at ? ", " : "", name);
 }
 
-ds_status ds_topology_read(struct ds_topology *t, struct ds_err *err)
+/* The process's one topology, loaded on first use and kept: the machine does
+ * not change during a run, and keeping it keeps hwloc's plugins loaded
+ * (unloading them at destroy leaves their allocations to LeakSanitizer as
+ * leaks of an unknown module, failing the sanitizer pass). */
+static hwloc_topology_t the_topology(struct ds_err *err)
 {
-    memset(t, 0, sizeof *t);
-    hwloc_topology_t topo;
-    if (hwloc_topology_init(&topo) != 0)
-        return ds_err_set(err, DS_ERR_FAILED, "hwloc_topology_init failed at %s:%d", __FILE__, __LINE__);
+    static hwloc_topology_t topo;
+    static int loaded;
+    if (loaded) return topo;
+    if (hwloc_topology_init(&topo) != 0) {
+        ds_err_set(err, DS_ERR_FAILED, "hwloc_topology_init failed at %s:%d", __FILE__, __LINE__);
+        return NULL;
+    }
     /* GPUs and NICs are I/O objects: kept only when asked for */
     hwloc_topology_set_io_types_filter(topo, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
     if (hwloc_topology_load(topo) != 0) {
         hwloc_topology_destroy(topo);
-        return ds_err_set(err, DS_ERR_FAILED, "hwloc_topology_load failed at %s:%d", __FILE__, __LINE__);
+        ds_err_set(err, DS_ERR_FAILED, "hwloc_topology_load failed at %s:%d", __FILE__, __LINE__);
+        return NULL;
     }
+    loaded = 1;
+    return topo;
+}
+
+ds_status ds_topology_read(struct ds_topology *t, struct ds_err *err)
+{
+    memset(t, 0, sizeof *t);
+    hwloc_topology_t topo = the_topology(err);
+    if (!topo) return DS_ERR_FAILED;
     t->packages = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PACKAGE);
     t->cores = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE);
     t->pus = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PU);
@@ -66,7 +83,6 @@ ds_status ds_topology_read(struct ds_topology *t, struct ds_err *err)
         default: break;
         }
     }
-    hwloc_topology_destroy(topo);
     if (t->cores <= 0) t->cores = t->pus > 0 ? t->pus : 1;
     return DS_OK;
 }
@@ -84,9 +100,8 @@ void ds_topology_describe(const struct ds_topology *t, char *buf, size_t len)
 
 ds_status ds_topology_bind_rank(int rank, int size, int *first, int *count, struct ds_err *err)
 {
-    hwloc_topology_t topo;
-    if (hwloc_topology_init(&topo) != 0 || hwloc_topology_load(topo) != 0)
-        return ds_err_set(err, DS_ERR_FAILED, "hwloc topology load failed at %s:%d", __FILE__, __LINE__);
+    hwloc_topology_t topo = the_topology(err);
+    if (!topo) return DS_ERR_FAILED;
     int cores = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE);
     if (cores <= 0) cores = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PU);
     /* rank r of n takes cores [r*C/n, (r+1)*C/n); with more ranks than
@@ -101,7 +116,6 @@ ds_status ds_topology_bind_rank(int rank, int size, int *first, int *count, stru
     }
     int rc = hwloc_set_cpubind(topo, set, HWLOC_CPUBIND_PROCESS);
     hwloc_bitmap_free(set);
-    hwloc_topology_destroy(topo);
     if (rc != 0)
         return ds_err_set(err, DS_ERR_FAILED, "--bind core: hwloc_set_cpubind failed at %s:%d", __FILE__, __LINE__);
     *first = lo % cores;
