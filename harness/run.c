@@ -209,7 +209,7 @@ static const char *const ds_summary_results[] = {
 /* descent run --ranks N, not under a launcher yet: runs `mpirun -np N
  * descent run ...` (the same arguments), so every rank runs this same
  * command; returns the job's exit code. */
-static int launch_ranks(long ranks, int argc, char **argv)
+int ds_launch_ranks(long ranks, const char *command, int argc, char **argv)
 {
     if (!ds_comm_mpi_built()) {
         fprintf(stderr, "descent: --ranks %ld: this descent was built without MPI (install "
@@ -236,7 +236,7 @@ static int launch_ranks(long ranks, int argc, char **argv)
     a[k++] = "--bind-to";
     a[k++] = "none";
     a[k++] = self;
-    a[k++] = "run";
+    a[k++] = (char *)command;
     for (int i = 0; i < argc; i++) a[k++] = argv[i];
     a[k] = NULL;
     if (geteuid() == 0) { /* Open MPI refuses root unless told it is deliberate */
@@ -290,7 +290,7 @@ int ds_cmd_run(int argc, char **argv)
         ds_config_init(&pre);
         if (ds_config_parse_args(&pre, argc, argv, &err) == DS_OK && pre.ranks > 1 &&
             !ds_comm_mpi_launched())
-            return launch_ranks(pre.ranks, argc, argv);
+            return ds_launch_ranks(pre.ranks, "run", argc, argv);
     }
     struct ds_session s;
     ds_status st = ds_session_open(&s, argc, argv, &err);

@@ -26,6 +26,10 @@ struct ds_session {
 ds_status ds_session_open(struct ds_session *s, int argc, char **argv, struct ds_err *err);
 void ds_session_close(struct ds_session *s);
 
+/* `descent COMMAND ... --ranks N` outside a launcher: runs `mpirun -np N
+ * descent COMMAND ...` and returns the job's exit code (0, 1 or 2). */
+int ds_launch_ranks(long ranks, const char *command, int argc, char **argv);
+
 /* `descent run ...`, `descent export ...`: return the process exit code. */
 int ds_cmd_run(int argc, char **argv);
 int ds_cmd_export(int argc, char **argv);
