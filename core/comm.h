@@ -27,6 +27,16 @@ struct ds_comm_ops {
     ds_status (*all_gather)(struct ds_comm *c, float *buf, const size_t *counts);
     ds_status (*broadcast)(struct ds_comm *c, float *buf, size_t n, int root);
     ds_status (*barrier)(struct ds_comm *c);
+    /* Overlap (data-parallel gradients, bucket by bucket while backward goes
+     * on): iallreduce_sum starts an in-place sum of buf[0..n) over the ranks
+     * and returns at once; the sums proceed in the order started (MPI: on
+     * the communicator's own thread, so they progress while this one
+     * computes). wait_all returns when every started sum is complete, with
+     * the seconds they were in flight (busy_s). Between the first start and
+     * wait_all the caller makes no other call on this communicator and does
+     * not touch the buffers. */
+    ds_status (*iallreduce_sum)(struct ds_comm *c, float *buf, size_t n);
+    ds_status (*wait_all)(struct ds_comm *c, double *busy_s);
     /* Ends every rank of the job (this one included) with `code`, after the
      * caller has said why: one rank's failure must not leave the others
      * waiting in a collective. Does not return. */

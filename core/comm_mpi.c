@@ -19,18 +19,46 @@
 #include "comm.h"
 
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int ds_comm_mpi_built(void) { return DS_WITH_MPI; }
 
 #if DS_WITH_MPI
 #include <mpi.h>
 
+/* One started gradient sum (iallreduce_sum). */
+struct mpi_job {
+    float *buf;
+    size_t n;
+};
+
 struct mpi_ctx {
     MPI_Comm comm;
     int initialized_here; /* MPI_Finalize is ours to call */
+    /* Overlap: started sums wait in jobs[done..queued) and the worker thread
+     * runs them in order, so they progress while the main thread computes
+     * backward (Open MPI moves a nonblocking collective only inside MPI
+     * calls, which the main thread does not make mid-backward; PyTorch's
+     * gloo and Horovod use a background thread for the same reason). The
+     * main thread makes no MPI call while the worker has work (wait_all
+     * first), so MPI_THREAD_SERIALIZED suffices. Without it (MPI initialised
+     * by someone else at a lower level), wait_all runs the jobs itself. */
+    int threaded;
+    pthread_t worker;
+    pthread_mutex_t mu;
+    pthread_cond_t work, idle;
+    struct mpi_job *jobs; /* [cap], owned */
+    size_t cap, queued, taken, done;
+    int quit;
+    atomic_int hurry;     /* the main thread is waiting: poll without pausing */
+    ds_status st;         /* the first failure since the last wait_all */
+    double busy_s;        /* in-flight seconds since the last wait_all */
+    struct ds_comm self;  /* the worker's copy of the communicator (the caller's may move) */
 };
 
 #define DS_MPI_CHECK(call)                                                                     \
@@ -65,13 +93,21 @@ static double comm_timeout(void)
 
 /* Waits for a nonblocking collective, testing it (which also progresses
  * it); past the timeout, says which rank gave up on what, and aborts. */
-static ds_status wait_req(struct ds_comm *c, MPI_Request *req, const char *what)
+static ds_status wait_req_on(struct ds_comm *c, MPI_Request *req, const char *what,
+                             const atomic_int *hurry)
 {
     double t0 = now_s(), limit = comm_timeout();
     for (long k = 0;; k++) {
         int done = 0;
         DS_MPI_CHECK(MPI_Test(req, &done, MPI_STATUS_IGNORE));
         if (done) return DS_OK;
+        /* The worker thread, while the main thread computes: after a burst of
+         * tests, pause between them so polling does not take the core the
+         * backward pass (of this rank or another) is running on. */
+        if (hurry && k > 64 && !atomic_load_explicit(hurry, memory_order_relaxed)) {
+            struct timespec ts = {0, 20000};
+            nanosleep(&ts, NULL);
+        }
         if ((k & 1023) == 0 && now_s() - t0 > limit) {
             fprintf(stderr,
                     "descent: rank %d of %d: %s made no progress for %.0f s: another rank is "
@@ -83,10 +119,112 @@ static ds_status wait_req(struct ds_comm *c, MPI_Request *req, const char *what)
     }
 }
 
+static ds_status wait_req(struct ds_comm *c, MPI_Request *req, const char *what)
+{
+    return wait_req_on(c, req, what, NULL);
+}
+
+/* buf[0..n) summed in place over the ranks, in pieces MPI's int counts hold. */
+static ds_status allreduce_f32(struct ds_comm *c, float *buf, size_t n, const atomic_int *hurry)
+{
+    for (size_t o = 0; o < n; o += PIECE) {
+        int k = (int)(n - o < PIECE ? n - o : PIECE);
+        MPI_Request req;
+        DS_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf + o, k, MPI_FLOAT, MPI_SUM, comm_of(c), &req));
+        ds_status st = wait_req_on(c, &req, "allreduce", hurry);
+        if (st != DS_OK) return st;
+    }
+    return DS_OK;
+}
+
+/* Runs job i (not under the lock) and records it. */
+static void run_job(struct ds_comm *c, struct mpi_job job, const atomic_int *hurry)
+{
+    struct mpi_ctx *x = c->ctx;
+    double t0 = now_s();
+    ds_status st = allreduce_f32(c, job.buf, job.n, hurry);
+    double t1 = now_s();
+    pthread_mutex_lock(&x->mu);
+    x->busy_s += t1 - t0;
+    if (st != DS_OK && x->st == DS_OK) x->st = st;
+    x->done++;
+    pthread_cond_broadcast(&x->idle);
+    pthread_mutex_unlock(&x->mu);
+}
+
+static void *worker_main(void *arg)
+{
+    struct ds_comm *c = arg;
+    struct mpi_ctx *x = c->ctx;
+    pthread_mutex_lock(&x->mu);
+    for (;;) {
+        while (!x->quit && x->taken == x->queued) pthread_cond_wait(&x->work, &x->mu);
+        if (x->taken == x->queued) break; /* quit, and nothing left */
+        struct mpi_job job = x->jobs[x->taken++];
+        pthread_mutex_unlock(&x->mu);
+        run_job(c, job, &x->hurry);
+        pthread_mutex_lock(&x->mu);
+    }
+    pthread_mutex_unlock(&x->mu);
+    return NULL;
+}
+
+static ds_status mpi_iallreduce(struct ds_comm *c, float *buf, size_t n)
+{
+    struct mpi_ctx *x = c->ctx;
+    pthread_mutex_lock(&x->mu);
+    if (x->queued == x->cap) {
+        size_t cap = x->cap ? 2 * x->cap : 64;
+        struct mpi_job *j = realloc(x->jobs, cap * sizeof *j);
+        if (!j) {
+            pthread_mutex_unlock(&x->mu);
+            return DS_ERR_NOMEM;
+        }
+        x->jobs = j, x->cap = cap;
+    }
+    x->jobs[x->queued++] = (struct mpi_job){buf, n};
+    pthread_cond_signal(&x->work);
+    pthread_mutex_unlock(&x->mu);
+    return DS_OK;
+}
+
+static ds_status mpi_wait_all(struct ds_comm *c, double *busy_s)
+{
+    struct mpi_ctx *x = c->ctx;
+    if (!x->threaded) { /* no worker: run what was started, here */
+        while (x->taken < x->queued) run_job(c, x->jobs[x->taken++], NULL);
+    } else {
+        atomic_store(&x->hurry, 1);
+        pthread_mutex_lock(&x->mu);
+        while (x->done < x->queued) pthread_cond_wait(&x->idle, &x->mu);
+        pthread_mutex_unlock(&x->mu);
+        atomic_store(&x->hurry, 0);
+    }
+    /* the worker is idle now: nothing else reads these */
+    pthread_mutex_lock(&x->mu);
+    ds_status st = x->st;
+    if (busy_s) *busy_s = x->busy_s;
+    x->st = DS_OK, x->busy_s = 0.0;
+    x->queued = x->taken = x->done = 0;
+    pthread_mutex_unlock(&x->mu);
+    return st;
+}
+
 static void mpi_destroy(struct ds_comm *c)
 {
     struct mpi_ctx *x = c->ctx;
     if (!x) return;
+    if (x->threaded) {
+        pthread_mutex_lock(&x->mu);
+        x->quit = 1;
+        pthread_cond_signal(&x->work);
+        pthread_mutex_unlock(&x->mu);
+        pthread_join(x->worker, NULL);
+    }
+    pthread_mutex_destroy(&x->mu);
+    pthread_cond_destroy(&x->work);
+    pthread_cond_destroy(&x->idle);
+    free(x->jobs);
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (!finalized) {
@@ -99,14 +237,7 @@ static void mpi_destroy(struct ds_comm *c)
 
 static ds_status mpi_allreduce(struct ds_comm *c, float *buf, size_t n)
 {
-    for (size_t o = 0; o < n; o += PIECE) {
-        int k = (int)(n - o < PIECE ? n - o : PIECE);
-        MPI_Request req;
-        DS_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf + o, k, MPI_FLOAT, MPI_SUM, comm_of(c), &req));
-        ds_status st = wait_req(c, &req, "allreduce");
-        if (st != DS_OK) return st;
-    }
-    return DS_OK;
+    return allreduce_f32(c, buf, n, NULL);
 }
 
 static ds_status mpi_allreduce_f64(struct ds_comm *c, double *buf, size_t n)
@@ -209,6 +340,8 @@ static const struct ds_comm_ops ds_comm_mpi_ops = {
     .all_gather = mpi_all_gather,
     .broadcast = mpi_broadcast,
     .barrier = mpi_barrier,
+    .iallreduce_sum = mpi_iallreduce,
+    .wait_all = mpi_wait_all,
     .abort = mpi_abort,
 };
 
@@ -230,9 +363,12 @@ ds_status ds_comm_mpi_create(struct ds_backend *be, struct ds_comm *out, struct 
     int inited = 0, provided = 0;
     CREATE_CHECK(MPI_Initialized(&inited));
     if (!inited) {
-        /* only the main thread calls MPI (OpenMP threads compute between calls) */
-        CREATE_CHECK(MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided));
+        /* one thread at a time calls MPI: the main one, or the overlap worker
+         * while the main one computes (OpenMP threads never do) */
+        CREATE_CHECK(MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided));
         x->initialized_here = 1;
+    } else {
+        CREATE_CHECK(MPI_Query_thread(&provided));
     }
     CREATE_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &x->comm));
     CREATE_CHECK(MPI_Comm_set_errhandler(x->comm, MPI_ERRORS_RETURN));
@@ -241,6 +377,12 @@ ds_status ds_comm_mpi_create(struct ds_backend *be, struct ds_comm *out, struct 
     out->ops = &ds_comm_mpi_ops;
     out->ctx = x;
     out->be = be;
+    pthread_mutex_init(&x->mu, NULL);
+    pthread_cond_init(&x->work, NULL);
+    pthread_cond_init(&x->idle, NULL);
+    x->self = *out;
+    x->threaded = provided >= MPI_THREAD_SERIALIZED && out->size > 1 &&
+                  pthread_create(&x->worker, NULL, worker_main, &x->self) == 0;
     return DS_OK;
 }
 

@@ -374,6 +374,8 @@ const float *ds_model_backward(struct ds_model *m, const float *dout, int batch,
             if (L->dx) op->act_backward(m->be, n_in, L->act, in, L->y, g, L->dx);
             break;
         }
+        if (pass->grads_ready && (L->kind == DS_LAYER_LINEAR || L->kind == DS_LAYER_CONV2D))
+            pass->grads_ready(pass->ready_ctx, L->w < L->b ? L->w : L->b);
         if (L->fused) continue; /* the Linear or Conv2d before applies the derivative */
         if (!L->dx) return NULL;
         g = L->dx;

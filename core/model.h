@@ -91,6 +91,12 @@ struct ds_pass {
     int64_t row0;           /* first row of this (micro-)batch within the global batch */
     int64_t rows_per_step;  /* global batch size */
     int train;              /* 0: eval mode (dropout is the identity) */
+    /* Backward calls grads_ready(ready_ctx, lo) each time a layer's
+     * parameter gradients are final: grads[lo, total) will not change again
+     * in this pass (layers own ascending ranges, and backward walks them
+     * from the last). Data parallelism starts reducing them then. NULL: none. */
+    void (*grads_ready)(void *ready_ctx, size_t lo);
+    void *ready_ctx;
 };
 
 struct ds_model {

@@ -36,6 +36,7 @@ struct ds_config {
     long threads, ranks, gpus;
     char bind[16];
     int zero1;
+    long bucket_kb;
     /* workload parameters */
     long dim, n_train, n_eval;
     double kappa, noise, margin, label_noise;

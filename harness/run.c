@@ -204,7 +204,11 @@ static const char *const ds_summary_results[] = {
     /* extra columns */
     "metric", "n_params", "steps_planned", "steps_done", "epochs_done", "train_s", "eval_s", "optimum_loss",
     "final_suboptimality", "final_dist_to_opt", "final_val_loss", "final_val_metric", "best_val_metric",
-    "final_train_metric", "arm_id", "optimizer_state_mb", "zero1_saved_mb"};
+    "final_train_metric", "arm_id", "optimizer_state_mb", "zero1_saved_mb",
+    /* data parallel: comm_ms above is what the step waited for (exposed);
+     * comm_total_ms the time collectives were in flight, behind backward or
+     * not; comm_mb what this rank passed to collectives per step */
+    "comm_total_ms", "comm_mb", "buckets"};
 
 /* descent run --ranks N, not under a launcher yet: runs `mpirun -np N
  * descent run ...` (the same arguments), so every rank runs this same
@@ -383,6 +387,7 @@ int ds_cmd_run(int argc, char **argv)
     st = ds_trainer_init(&tr, &s.be, &s.comm, task, s.opt, &h, &sched, c->clip, c->decay_bias, c->zero1, &err);
     if (st != DS_OK) goto out;
     have_tr = 1;
+    ds_trainer_set_buckets(&tr, (size_t)c->bucket_kb << 10);
 
     if (c->save[0]) {
         st = check_writable("--save", c->save, &err);
@@ -464,6 +469,7 @@ int ds_cmd_run(int argc, char **argv)
 
     /* The loop. Evaluation time is kept out of wall_s (as AlgoPerf does). */
     double train_s = 0.0, eval_s = 0.0, compute_s = 0.0, comm_s = 0.0, opt_s = 0.0;
+    double comm_total_s = 0.0, comm_bytes = 0.0;
     double interval_loss = 0.0, interval_norm = 0.0, interval_s = 0.0, best = NAN, best_val = NAN;
     long interval_steps = 0, steps_to_target = -1;
     double time_to_target = NAN;
@@ -549,6 +555,8 @@ int ds_cmd_run(int argc, char **argv)
         interval_s += dt;
         compute_s += info.compute_s;
         comm_s += info.comm_s;
+        comm_total_s += info.comm_total_s;
+        comm_bytes += info.comm_bytes;
         opt_s += info.optimizer_s;
         samples += n;
         interval_samples += n;
@@ -618,6 +626,9 @@ int ds_cmd_run(int argc, char **argv)
     double state_mb = (double)ds_trainer_state_bytes(&tr) / 1048576.0;
     ds_csv_num(&row, state_mb);
     ds_csv_num(&row, c->zero1 ? (double)tr.n_slots * (double)np * 4.0 / 1048576.0 - state_mb : 0.0);
+    ds_csv_num(&row, done ? 1e3 * comm_total_s / (double)done : NAN);
+    ds_csv_num(&row, done ? comm_bytes / (double)done / 1048576.0 : NAN);
+    ds_csv_int(&row, s.comm.size > 1 && !c->zero1 ? tr.n_buckets : 0);
     ds_csv_end(&row);
     char *summary = malloc(line.len + row.len + 1);
     DS_ASSERT(summary != NULL);

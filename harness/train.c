@@ -42,6 +42,7 @@ ds_status ds_trainer_init(struct ds_trainer *tr, struct ds_backend *be, struct d
                 tr->shard_ranges[tr->n_shard_ranges++] = (struct ds_param_range){lo, hi - lo, tr->ranges[i].decay};
         }
     }
+    ds_trainer_set_buckets(tr, DS_BUCKET_BYTES_DEFAULT);
     tr->n_slots = opt->n_slots(hyper);
     DS_ASSERT(tr->n_slots <= DS_OPTIM_MAX_SLOTS);
     if (tr->n_slots > 0) {
@@ -57,6 +58,51 @@ ds_status ds_trainer_init(struct ds_trainer *tr, struct ds_backend *be, struct d
     return DS_OK;
 }
 
+int ds_trainer_set_buckets(struct ds_trainer *tr, size_t bytes)
+{
+    const struct ds_param_layout *l = tr->task->layout;
+    free(tr->bucket_lo);
+    tr->bucket_lo = DS_XCALLOC((size_t)l->n + 1, sizeof *tr->bucket_lo);
+    tr->bucket_bytes = bytes;
+    tr->n_buckets = 0;
+    size_t held = 0; /* bytes in the bucket being filled */
+    for (int i = l->n - 1; i >= 0; i--) {
+        held += l->tensors[i].numel * sizeof(float);
+        if (bytes > 0 && held >= bytes && i > 0) {
+            tr->bucket_lo[tr->n_buckets++] = l->tensors[i].offset;
+            held = 0;
+        }
+    }
+    tr->bucket_lo[tr->n_buckets++] = 0; /* the first tensors: final at the end of backward */
+    return tr->n_buckets;
+}
+
+/* Starts the sums of every bucket whose gradients are final: grads[lo, end).
+ * Called by backward (ds_pass.grads_ready) and once after it. */
+static void grads_ready(void *ctx, size_t lo)
+{
+    struct ds_trainer *tr = ctx;
+    size_t np = tr->task->layout->total, piece = DS_BUCKET_PIECE_BYTES / sizeof(float);
+    while (tr->next_bucket < tr->n_buckets && tr->bucket_lo[tr->next_bucket] >= lo) {
+        int k = tr->next_bucket++;
+        size_t a = tr->bucket_lo[k], b = k == 0 ? np : tr->bucket_lo[k - 1];
+        for (size_t o = a; o < b; o += piece) {
+            size_t m = b - o < piece ? b - o : piece;
+            ds_status st = tr->comm->ops->iallreduce_sum(tr->comm, tr->task->grads + o, m);
+            if (st != DS_OK && tr->comm_st == DS_OK) tr->comm_st = st;
+        }
+    }
+}
+
+/* A collective failed on this rank: the ranks now disagree, so the job ends
+ * (every rank), saying which rank and what. */
+static void comm_failed(struct ds_trainer *tr, const char *what, ds_status st)
+{
+    fprintf(stderr, "descent: rank %d of %d: %s failed (%s); ending the job\n", tr->comm->rank,
+            tr->comm->size, what, ds_status_text(st));
+    tr->comm->ops->abort(tr->comm, 1);
+}
+
 size_t ds_trainer_state_bytes(const struct ds_trainer *tr)
 {
     return (size_t)tr->n_slots * (tr->zero1 ? tr->n_shard : tr->task->layout->total) * sizeof(float);
@@ -70,6 +116,7 @@ void ds_trainer_free(struct ds_trainer *tr)
     free(tr->ranges);
     free(tr->counts);
     free(tr->shard_ranges);
+    free(tr->bucket_lo);
     memset(tr, 0, sizeof *tr);
 }
 
@@ -87,25 +134,42 @@ void ds_trainer_step(struct ds_trainer *tr, const int32_t *idx, int n, struct ds
     int lo = (int)((int64_t)n * rank / P), hi = (int)((int64_t)n * (rank + 1) / P);
     double t0 = ds_now();
     struct ds_pass pass = {.step = (uint64_t)tr->t, .row0 = lo, .rows_per_step = n, .train = 1};
+    const int overlap = P > 1 && !tr->zero1;
+    if (overlap) {
+        pass.grads_ready = grads_ready, pass.ready_ctx = tr;
+        tr->next_bucket = 0;
+        tr->comm_st = DS_OK;
+    }
     double loss_sum = task->ops->loss_grad(task, idx + lo, hi - lo, &pass, 1.0f / (float)n);
     be->ops->sync(be);
     double t1 = ds_now();
     /* the gradient this rank steps with: all of it, or (zero1) its shard */
     float *g = task->grads;
     size_t g0 = 0; /* g's offset in the flat buffer */
-    double sq;
+    double sq, busy = 0.0, t_wait = t1, gather_s = 0.0;
+    ds_status st = DS_OK;
     if (tr->zero1) {
-        tr->comm->ops->reduce_scatter_sum(tr->comm, task->grads, tr->shard_grad, tr->counts);
+        st = tr->comm->ops->reduce_scatter_sum(tr->comm, task->grads, tr->shard_grad, tr->counts);
+        if (st != DS_OK) comm_failed(tr, "gradient reduce-scatter", st);
         g = tr->shard_grad, g0 = tr->lo;
         sq = tr->n_shard ? be->ops->dot(be, tr->n_shard, g, g) : 0.0;
         double both[2] = {loss_sum, sq};
-        tr->comm->ops->allreduce_sum_host_f64(tr->comm, both, 2);
+        st = tr->comm->ops->allreduce_sum_host_f64(tr->comm, both, 2);
         loss_sum = both[0], sq = both[1];
+        info->comm_bytes = P > 1 ? 2.0 * (double)np * sizeof(float) + sizeof both : 0.0;
     } else {
-        tr->comm->ops->allreduce_sum(tr->comm, task->grads, np);
-        tr->comm->ops->allreduce_sum_host_f64(tr->comm, &loss_sum, 1);
+        if (overlap) {
+            grads_ready(tr, 0); /* what backward did not start (a rank with no rows starts all) */
+            st = tr->comm->ops->wait_all(tr->comm, &busy);
+            if (st == DS_OK) st = tr->comm_st;
+            if (st != DS_OK) comm_failed(tr, "gradient allreduce", st);
+            t_wait = ds_now();
+        }
+        st = tr->comm->ops->allreduce_sum_host_f64(tr->comm, &loss_sum, 1);
         sq = be->ops->dot(be, np, task->grads, task->grads);
+        info->comm_bytes = P > 1 ? (double)np * sizeof(float) + sizeof loss_sum : 0.0;
     }
+    if (st != DS_OK) comm_failed(tr, "loss allreduce", st);
     be->ops->sync(be);
     double t2 = ds_now();
 
@@ -127,19 +191,28 @@ void ds_trainer_step(struct ds_trainer *tr, const int32_t *idx, int n, struct ds
             s.l2 = rg->decay ? tr->hyper.l2 : 0.0f;
             s.l1 = rg->decay ? tr->hyper.l1 : 0.0f;
             s.wd = rg->decay ? tr->hyper.wd : 0.0f;
-            float *st[DS_OPTIM_MAX_SLOTS] = {0};
-            for (int k = 0; k < tr->n_slots; k++) st[k] = tr->state[k] + (rg->offset - g0);
+            float *slot[DS_OPTIM_MAX_SLOTS] = {0};
+            for (int k = 0; k < tr->n_slots; k++) slot[k] = tr->state[k] + (rg->offset - g0);
             be->ops->optim_step(be, tr->opt, &tr->hyper, &s, rg->n, task->params + rg->offset,
-                                g + (rg->offset - g0), st);
+                                g + (rg->offset - g0), slot);
         }
-        if (tr->zero1) tr->comm->ops->all_gather(tr->comm, task->params, tr->counts);
+        if (tr->zero1) {
+            double ta = ds_now();
+            if ((st = tr->comm->ops->all_gather(tr->comm, task->params, tr->counts)) != DS_OK)
+                comm_failed(tr, "parameter all-gather", st);
+            gather_s = ds_now() - ta;
+        }
         tr->t++;
     }
     be->ops->sync(be);
     double t3 = ds_now();
     info->compute_s = t1 - t0;
-    info->comm_s = t2 - t1;
-    info->optimizer_s = t3 - t2;
+    /* zero1's all-gather runs inside the optimizer phase but is comm */
+    info->comm_s = t2 - t1 + gather_s;
+    info->optimizer_s = t3 - t2 - gather_s;
+    /* without overlap every collective is exposed; with it, the buckets'
+     * in-flight time plus the loss sum after them */
+    info->comm_total_s = (overlap ? busy + (t2 - t_wait) : t2 - t1) + gather_s;
 }
 
 ds_status ds_sampler_init(struct ds_sampler *s, int64_t n, int64_t batch, int shuffle,

@@ -3,7 +3,8 @@
  *
  * A step, in PyTorch's order:
  *   loss, g = task.loss_grad(this rank's slice of the batch, scale 1/global batch)
- *   g = allreduce_sum(g)                  (the mean over the global batch; identity for one process)
+ *   g = allreduce_sum(g)                  (the mean over the global batch; identity for one process),
+ *                                         bucket by bucket, started from inside backward
  *   norm = ||g||_2 ; if clip: g *= min(1, clip / (norm + 1e-6))   (clip_grad_norm_)
  *   optimizer step over the flat buffer, range by range (biases may skip decay)
  * With zero1 the allreduce and the step become: reduce-scatter g into this
@@ -41,14 +42,37 @@ struct ds_trainer {
     float *shard_grad;            /* [n_shard] backend memory, owned */
     int n_shard_ranges;
     struct ds_param_range *shard_ranges; /* the ranges cut to the shard, owned */
+    /* Gradient buckets (data parallel without zero1): bucket k is
+     * [bucket_lo[k], bucket_lo[k-1]) (bucket_lo[-1] = the end), whole tensors
+     * from the last backward: it is summed over the ranks as soon as backward
+     * has made it final, while backward goes on (PyTorch DDP's buckets). */
+    size_t bucket_bytes;          /* the cap: a bucket closes once it holds this much */
+    int n_buckets;
+    size_t *bucket_lo;            /* [n_buckets] descending, owned */
+    int next_bucket;              /* the next one to start, during a step */
+    ds_status comm_st;            /* the first failure starting one, during a step */
 };
+
+/* Buckets close at 32 KiB (whole tensors, so most hold one or a few
+ * layers): the models here hold 0.25-13 MB of gradients, 100x less than
+ * those DDP's 25 MiB buckets are sized for, and a bucket per layer or two is
+ * what lets the last layers' sums run behind the first layers' backward.
+ * A started sum costs ~10-30 us on Open MPI's shared memory: a few per step. */
+#define DS_BUCKET_BYTES_DEFAULT ((size_t)32 << 10)
+/* The most one started sum carries: Open MPI's shared-memory allreduce
+ * halves its speed from 32 MiB (a fresh temporary buffer per call). */
+#define DS_BUCKET_PIECE_BYTES ((size_t)16 << 20)
 
 struct ds_step_info {
     double loss;       /* mean loss of the batch */
     double grad_norm;  /* global norm before clipping */
     double lr;         /* the rate this step used */
     int finite;        /* 0 if loss or gradient was NaN or infinite (the step was not applied) */
-    double compute_s, comm_s, optimizer_s;
+    double compute_s;  /* forward and backward (with the sums started behind it) */
+    double comm_s;     /* exposed communication: waiting for the sums after backward */
+    double optimizer_s;
+    double comm_total_s; /* the time sums were in flight, hidden behind backward or not */
+    double comm_bytes;   /* bytes this rank passed to collectives */
 };
 
 ds_status ds_trainer_init(struct ds_trainer *tr, struct ds_backend *be, struct ds_comm *comm,
@@ -56,6 +80,9 @@ ds_status ds_trainer_init(struct ds_trainer *tr, struct ds_backend *be, struct d
                           const struct ds_optim_hyper *hyper, const struct ds_schedule *sched,
                           double clip, int decay_bias, int zero1, struct ds_err *err);
 void ds_trainer_free(struct ds_trainer *tr);
+/* Re-cuts the gradient buckets at `bytes` each (0: one bucket, summed after
+ * backward: no overlap). Returns the bucket count. */
+int ds_trainer_set_buckets(struct ds_trainer *tr, size_t bytes);
 /* Bytes of optimizer state this rank holds. */
 size_t ds_trainer_state_bytes(const struct ds_trainer *tr);
 

@@ -98,6 +98,7 @@ static double sup_loss_grad(struct ds_task *t, const int32_t *idx, int n,
         }
         struct ds_pass p = *pass;
         p.row0 = pass->row0 + r0;
+        if (r0 + rows < n) p.grads_ready = NULL; /* later micro-batches still add to every gradient */
         const float *o = ds_model_forward(&s->model, s->xb, rows, &p);
         total += ds_loss_eval(be, s->spec.loss, rows, out, o, targets, s->dout, grad_scale, NULL);
         ds_model_backward(&s->model, s->dout, rows, &p, r0 > 0);
