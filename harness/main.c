@@ -10,6 +10,7 @@
 #include "config.h"
 #include "output.h"
 #include "run.h"
+#include "scale.h"
 #include "sweep.h"
 #include "../core/backend.h"
 #include "../core/comm.h"
@@ -24,7 +25,7 @@
 #include <unistd.h>
 
 static const char *const ds_commands =
-    "list, info, run, sweep, plot, report, compare, export, bench-optim, help";
+    "list, info, run, sweep, plot, report, compare, export, bench-optim, scale, help";
 
 static void usage(FILE *f)
 {
@@ -44,6 +45,9 @@ static void usage(FILE *f)
             "                               the workload's data as .npy, to rerun it elsewhere\n"
             "  descent bench-optim [--optimizer adam] [--n 10000000] [--threads 2] [--repeat 30]\n"
             "                               one optimizer step against a STREAM triad of the same bytes\n"
+            "  descent scale --model FILE|RUN_DIR [--gpus 8,16,...,1024] [--interconnect NAME,...]\n"
+            "                [--overlap 1] [--out DIR]\n"
+            "                               PROJECTED data-parallel scaling (alpha-beta model, not measured)\n"
             "exit codes: 0 ok, 1 run failed or diverged, 2 bad usage or input\n");
 }
 
@@ -99,6 +103,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "sweep") == 0) return ds_cmd_sweep(argc - 2, argv + 2);
     if (strcmp(cmd, "export") == 0) return ds_cmd_export(argc - 2, argv + 2);
     if (strcmp(cmd, "bench-optim") == 0) return ds_cmd_bench_optim(argc - 2, argv + 2);
+    if (strcmp(cmd, "scale") == 0) return ds_cmd_scale(argc - 2, argv + 2);
     if ((strcmp(cmd, "list") == 0 || strcmp(cmd, "info") == 0) && argc > 2) {
         fprintf(stderr, "descent: %s takes no arguments (got '%s')\n", cmd, argv[2]);
         return 2;

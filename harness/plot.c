@@ -165,6 +165,11 @@ static ds_status fig_close(struct fig *f, const char *pdir, struct ds_err *err)
             W_PX, f->height, FONT, name);
     fclose(f->gp);
     fclose(f->dat);
+    return ds_plot_gnuplot(pdir, name, err);
+}
+
+ds_status ds_plot_gnuplot(const char *pdir, const char *name, struct ds_err *err)
+{
     char script[1100];
     snprintf(script, sizeof script, "%s.gp", name);
     char log[1100];

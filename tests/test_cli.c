@@ -596,7 +596,11 @@ static void test_unknown_command(void **state)
     (void)state;
     struct res r;
     RUN(&r, "frobnicate");
-    expect_usage(&r, "frobnicate", "run", "list", "export");
+    expect_usage(&r, "frobnicate", "run", "list", "export", "scale");
+    res_free(&r);
+    /* descent scale is dispatched, and a bad --gpus is named (test_scale.c has the rest) */
+    RUN(&r, "scale", "--model", "configs/models/resnet50.ini", "--gpus", "8,x");
+    expect_usage(&r, "--gpus", "8,x");
     res_free(&r);
 }
 
