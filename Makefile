@@ -74,7 +74,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # Unit tests: everything but the tests that run the binary (command line, replay).
 UNIT_BIN := $(filter-out $(BUILD)/tests/test_cli $(BUILD)/tests/test_replay,$(TEST_BIN))
 
-.PHONY: all deps test test-unit test-sanitize baseline bench report-check peer-fmnist baselines-fmnist clean install help
+.PHONY: all deps test test-unit test-sanitize baseline bench report-check peer-fmnist peer-ddp baselines-fmnist clean install help
 all: deps $(BUILD)/descent
 	@echo "built $(BUILD)/descent  [cuda: $(if $(filter 1,$(WITH_CUDA)),nvcc found at $(NVCC); the CUDA backend is not written yet,not found)] [mpi: $(if $(filter 1,$(WITH_MPI)),Open MPI,not built: no mpicc)] [nccl: not built]"
 
@@ -172,6 +172,15 @@ report-check: all
 peer-fmnist: deps
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/native NATIVE=1 $(BUILD)/native/descent
 	@DESCENT_BIN=$(BUILD)/native/descent sh harness/peers/peer_fmnist.sh
+
+# descent's data parallelism against PyTorch DDP (gloo) on the same 2 cores:
+# descent 1 rank x 2 threads, descent 2 ranks x 1 thread (Open MPI), PyTorch
+# 1 process x 2 threads, DDP 2 ranks x 1 thread; same model, initial
+# parameters, global batch, Adam, steps (a benchmark, not a test). RUNS=,
+# MODELS=, BATCHES=, STEPS=, CNN_STEPS= override; -march=native as peer-fmnist.
+peer-ddp: deps
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/native NATIVE=1 $(BUILD)/native/descent
+	@DESCENT_BIN=$(BUILD)/native/descent sh harness/peers/peer_ddp.sh
 
 # The Fashion-MNIST recipes whose results are results/baselines/fmnist/ (about
 # 25 minutes on 2 cores).
