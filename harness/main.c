@@ -3,6 +3,7 @@
  * place (with the subcommands' own entry points) that turns a status into an
  * exit code (DESIGN.md: 0 ok, 1 failed/diverged, 2 bad usage or input).
  */
+#include "bench_comm.h"
 #include "bench_optim.h"
 #include "compare.h"
 #include "plot.h"
@@ -25,7 +26,7 @@
 #include <unistd.h>
 
 static const char *const ds_commands =
-    "list, info, run, sweep, plot, report, compare, export, bench-optim, scale, help";
+    "list, info, run, sweep, plot, report, compare, export, bench-optim, bench-comm, scale, help";
 
 static void usage(FILE *f)
 {
@@ -45,6 +46,9 @@ static void usage(FILE *f)
             "                               the workload's data as .npy, to rerun it elsewhere\n"
             "  descent bench-optim [--optimizer adam] [--n 10000000] [--threads 2] [--repeat 30]\n"
             "                               one optimizer step against a STREAM triad of the same bytes\n"
+            "  descent bench-comm [--ranks 2] [--min-bytes 4] [--max-bytes 256M] [--iters N] [--warmup N]\n"
+            "                     [--rounds 5] [--out DIR]\n"
+            "                               allreduce bandwidth (algbw, busbw) of the communicator, by size\n"
             "  descent scale --model FILE|RUN_DIR [--gpus 8,16,...,1024] [--interconnect NAME,...]\n"
             "                [--overlap 1] [--out DIR]\n"
             "                               PROJECTED data-parallel scaling (alpha-beta model, not measured)\n"
@@ -104,6 +108,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "export") == 0) return ds_cmd_export(argc - 2, argv + 2);
     if (strcmp(cmd, "bench-optim") == 0) return ds_cmd_bench_optim(argc - 2, argv + 2);
     if (strcmp(cmd, "scale") == 0) return ds_cmd_scale(argc - 2, argv + 2);
+    if (strcmp(cmd, "bench-comm") == 0) return ds_cmd_bench_comm(argc - 2, argv + 2);
     if ((strcmp(cmd, "list") == 0 || strcmp(cmd, "info") == 0) && argc > 2) {
         fprintf(stderr, "descent: %s takes no arguments (got '%s')\n", cmd, argv[2]);
         return 2;

@@ -2427,6 +2427,98 @@ static void test_topology_and_bind(void **state)
     res_free(&r);
 }
 
+/* ---------------------------------------------------------------- bench-comm */
+
+/* bench_comm.csv: its leading columns, one row per size from min_b doubling
+ * to max_b, positive finite times, algbw = bytes / time and nccl-tests'
+ * busbw = algbw * 2(n-1)/n (0 with one rank). */
+static void check_bench_comm_csv(const char *path, int ranks, long long min_b, long long max_b)
+{
+    struct csv c;
+    csv_load_or_fail(path, &c);
+    const char *cols[] = {"bytes", "count_floats", "ranks", "iters", "time_us", "algbw_GBps", "busbw_GBps"};
+    for (int k = 0; k < 7; k++)
+        if (k >= c.ncols || strcmp(c.cell[k], cols[k]))
+            fail_msg("%s: column %d is '%s', expected '%s'", path, k + 1, k < c.ncols ? c.cell[k] : "", cols[k]);
+    int want = 0;
+    for (long long b = min_b; b <= max_b; b *= 2) want++;
+    if (c.nrows != want) fail_msg("%s: %d rows, expected %d (%lld to %lld bytes)", path, c.nrows, want, min_b, max_b);
+    long long b = min_b;
+    for (int i = 0; i < c.nrows; i++, b *= 2) {
+        double v[7];
+        for (int k = 0; k < 7; k++)
+            if (!is_number(csv_get(&c, i, cols[k]), &v[k]) || !isfinite(v[k]))
+                fail_msg("%s row %d: %s '%s' is not a finite number", path, i + 1, cols[k], csv_get(&c, i, cols[k]));
+        if (v[0] != (double)b || v[1] != (double)(b / 4) || v[2] != ranks || v[3] < 1)
+            fail_msg("%s row %d: bytes %g count %g ranks %g iters %g, expected %lld, %lld, %d, >= 1", path, i + 1,
+                     v[0], v[1], v[2], v[3], b, b / 4, ranks);
+        double alg = v[0] / (v[4] * 1e-6) / 1e9, bus = v[5] * 2.0 * (ranks - 1) / ranks;
+        if (!(v[4] > 0) || !(fabs(v[5] - alg) <= 1e-6 * alg) || !(fabs(v[6] - bus) <= 1e-6 * v[5]) ||
+            (ranks > 1 && !(v[6] > 0)))
+            fail_msg("%s row %d: time_us %g algbw %g busbw %g, expected algbw %g busbw %g", path, i + 1, v[4], v[5],
+                     v[6], alg, bus);
+    }
+    csv_free(&c);
+}
+
+static void test_bench_comm(void **state)
+{
+    (void)state;
+    need_mpi();
+    struct res r;
+    RUN(&r, "bench-comm", "--ranks", "2", "--max-bytes", "1M", "--out", tp("bc"));
+    expect_exit(&r, 0);
+    if (!strstr(r.out, "busbw GB/s") || !strstr(r.out, "1 MiB"))
+        fail_msg("bench-comm printed no table" SHOW, SHOWARGS(&r));
+    res_free(&r);
+    check_bench_comm_csv(tp("bc/bench_comm.csv"), 2, 4, 1 << 20);
+    expect_png(tp("bc/plots/bench_comm.png"));
+    expect_svg(tp("bc/plots/bench_comm.svg"), "algbw", "busbw");
+    cJSON_Delete(json_load_or_fail(tp("bc/meta.json")));
+    /* one rank: nothing moves, busbw is 0 */
+    RUN(&r, "bench-comm", "--ranks", "1", "--min-bytes", "1K", "--max-bytes", "64K", "--iters", "20", "--out", tp("bc1"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    check_bench_comm_csv(tp("bc1/bench_comm.csv"), 1, 1024, 64 << 10);
+}
+
+/* A wrong sum on one rank (DESCENT_FAULT, the test hook) fails the run with
+ * exit 1 naming the size; the sizes before it are in the CSV. */
+static void test_bench_comm_wrong_sum(void **state)
+{
+    (void)state;
+    need_mpi();
+    setenv("DESCENT_FAULT", "1:4096:corrupt", 1);
+    struct res r;
+    RUN(&r, "bench-comm", "--ranks", "2", "--max-bytes", "64K", "--iters", "10", "--out", tp("bad"));
+    unsetenv("DESCENT_FAULT");
+    expect_exit(&r, 1);
+    expect_msg(&r, "4096 bytes", "rank 1", "wrong");
+    res_free(&r);
+    check_bench_comm_csv(tp("bad/bench_comm.csv"), 2, 4, 2048);
+}
+
+static void test_bench_comm_bad_input(void **state)
+{
+    (void)state;
+    struct res r;
+    RUN(&r, "bench-comm", "--max-bytes", "12x");
+    expect_usage(&r, "--max-bytes", "12x");
+    res_free(&r);
+    RUN(&r, "bench-comm", "--min-bytes", "6");
+    expect_usage(&r, "--min-bytes", "multiple of 4");
+    res_free(&r);
+    RUN(&r, "bench-comm", "--iters", "0");
+    expect_usage(&r, "--iters");
+    res_free(&r);
+    RUN(&r, "bench-comm", "--min-bytes", "1M", "--max-bytes", "1K");
+    expect_usage(&r, "--max-bytes", "--min-bytes");
+    res_free(&r);
+    RUN(&r, "bench-comm", "--no-such-flag", "1");
+    expect_usage(&r, "--no-such-flag", "--ranks", "--min-bytes", "--max-bytes", "--iters", "--out");
+    res_free(&r);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
@@ -2481,6 +2573,9 @@ int main(void)
         T(test_ranks_equivalence),
         T(test_ranks_faults),
         T(test_topology_and_bind),
+        T(test_bench_comm),
+        T(test_bench_comm_wrong_sum),
+        T(test_bench_comm_bad_input),
     };
 #undef T
     /* CLI_TESTS=pattern runs only the matching tests (cmocka's filter: * and ?) */
