@@ -1,18 +1,22 @@
 /*
  * analysis.c: see analysis.h. Ownership: ds_analysis_load allocates the
  * arms, their LR lists and row lists, the per-workload arrays and the
- * profile arrays; ds_analysis_free releases them (strings point into the
- * tables, which the analysis owns).
+ * profile arrays, the scaling families and their points;
+ * ds_analysis_free releases them (strings point into the tables, which the
+ * analysis owns).
  */
 #include "analysis.h"
 
 #include "config.h"
+#include "../core/fileio.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int ds_metric_higher_better(const char *metric) { return strcmp(metric, "accuracy") == 0; }
 
@@ -212,6 +216,242 @@ double ds_analysis_rho(const struct ds_analysis *a, int e, double tau)
     return (double)hit / a->n_prof_workloads;
 }
 
+/* ---- data-parallel scaling ---- */
+
+/* Keys that may differ between the points of one scaling series: where and
+ * how long it runs, and what a scaling study changes with the rank count
+ * (lr and seed are outside every arm already). */
+static int outside_series(int k)
+{
+    static const char *const free_keys[] = {"ranks", "batch", "steps", "epochs", "eval-every"};
+    const char *n = ds_config_key_name(k);
+    if (outside_arm(k)) return 1;
+    for (size_t i = 0; i < DS_ARRAY_LEN(free_keys); i++)
+        if (!strcmp(free_keys[i], n)) return 1;
+    return 0;
+}
+
+static void series_key(const struct ds_table *t, size_t r, char *buf, size_t len)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    for (int k = 0; k < ds_config_key_count() && at + 1 < len; k++) {
+        if (outside_series(k)) continue;
+        at += (size_t)snprintf(buf + at, len - at, "%s=%s;", ds_config_key_name(k),
+                               ds_table_get(t, r, ds_config_key_name(k)));
+    }
+}
+
+/* Row r's meta.json (parsed; NULL when there is none): its `out` folder,
+ * else DIR/runs/<that folder's name> (out is relative to where the sweep
+ * ran), else DIR itself (a run folder). */
+static cJSON *row_meta(const struct ds_table *t, size_t r, const char *dir)
+{
+    const char *out = ds_table_get(t, r, "out");
+    const char *base = strrchr(out, '/');
+    char p[3][2300];
+    snprintf(p[0], sizeof p[0], "%s/meta.json", out);
+    snprintf(p[1], sizeof p[1], "%s/runs/%s/meta.json", dir, base ? base + 1 : out);
+    snprintf(p[2], sizeof p[2], "%s/meta.json", dir);
+    for (int i = *out ? 0 : 2; i < 3; i++) {
+        char *text = NULL;
+        size_t len = 0;
+        struct ds_err err = {{0}};
+        if (ds_file_read_all(p[i], &text, &len, &err) != DS_OK) continue;
+        cJSON *j = cJSON_Parse(text);
+        free(text);
+        if (j) return j;
+    }
+    return NULL;
+}
+
+/* CPUs online where row r ran (its meta.json), else on this machine. */
+static int row_cpus(const struct ds_table *t, size_t r, const char *dir, char *host, size_t hlen)
+{
+    cJSON *j = row_meta(t, r, dir);
+    cJSON *h = cJSON_GetObjectItemCaseSensitive(j, "host");
+    cJSON *c = cJSON_GetObjectItemCaseSensitive(h, "cpus_online");
+    int cpus = cJSON_IsNumber(c) && c->valuedouble >= 1 ? (int)c->valuedouble : 0;
+    if (host && hlen) {
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "hostname"));
+        const char *model = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "cpu_model"));
+        if (name) snprintf(host, hlen, "%s%s%s%s", name, model ? " (" : "", model ? model : "", model ? ")" : "");
+        else host[0] = '\0';
+    }
+    cJSON_Delete(j);
+    if (cpus > 0) return cpus;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+struct scale_acc {
+    char key[2048];
+    struct ds_an_scale_point p;
+    double sum[8]; /* step, sps, compute, comm, optimizer, comm_total, comm_mb; counts */
+    int cnt[8];
+};
+
+static int cmp_point(const void *x, const void *y)
+{
+    const struct ds_an_scale_point *a = x, *b = y;
+    if (a->ranks != b->ranks) return a->ranks < b->ranks ? -1 : 1;
+    return (a->threads > b->threads) - (a->threads < b->threads);
+}
+
+/* The scaling families of the runs (see analysis.h); in_family[r] is set for
+ * the rows that are points of one. */
+static void scaling(struct ds_analysis *a, const char *dir, unsigned char *in_family)
+{
+    const struct ds_table *t = &a->runs;
+    if (ds_table_col(t, "ranks") < 0) return;
+    double rmin = INFINITY, rmax = -INFINITY;
+    for (size_t r = 0; r < t->nrows; r++) {
+        if (strcmp(ds_table_get(t, r, "status"), "ok")) continue;
+        double x = ds_table_num(t, r, "ranks");
+        if (isnan(x)) x = 1;
+        rmin = fmin(rmin, x), rmax = fmax(rmax, x);
+    }
+    if (!(rmax > rmin)) return; /* the rank count does not vary: no scaling study */
+    a->has_comm_total = ds_table_col(t, "comm_total_ms") >= 0;
+    a->has_comm_mb = ds_table_col(t, "comm_mb") >= 0;
+    static const char *const cols[] = {"step_ms_median", "samples_per_s", "compute_ms", "comm_ms",
+                                       "optimizer_ms", "comm_total_ms", "comm_mb"};
+    /* points: (series, ranks, threads, batch), timings averaged over their ok runs */
+    int np = 0;
+    struct scale_acc *acc = NULL;
+    size_t *point_of = malloc(sizeof(size_t) * (t->nrows + 1));
+    DS_ASSERT(point_of != NULL);
+    for (size_t r = 0; r < t->nrows; r++) {
+        point_of[r] = (size_t)-1;
+        if (strcmp(ds_table_get(t, r, "status"), "ok")) continue;
+        char key[2048];
+        series_key(t, r, key, sizeof key);
+        double rk = ds_table_num(t, r, "ranks"), th = ds_table_num(t, r, "threads"), b = ds_table_num(t, r, "batch");
+        long ranks = isnan(rk) ? 1 : (long)rk, batch = isnan(b) ? 0 : (long)b;
+        long threads = isnan(th) ? 0 : (long)th;
+        int cpus = row_cpus(t, r, dir, NULL, 0);
+        /* as descent run resolves 0: every CPU for one rank, the CPUs shared out for more */
+        if (threads <= 0) threads = ranks > 1 ? (cpus / ranks > 0 ? cpus / ranks : 1) : cpus;
+        int i = 0;
+        while (i < np && !(acc[i].p.ranks == ranks && acc[i].p.threads == threads &&
+                           acc[i].p.batch == batch && !strcmp(acc[i].key, key)))
+            i++;
+        if (i == np) {
+            acc = xrealloc(acc, sizeof *acc * (size_t)(np + 1));
+            memset(&acc[np], 0, sizeof acc[np]);
+            snprintf(acc[np].key, sizeof acc[np].key, "%s", key);
+            acc[np].p.ranks = ranks, acc[np].p.threads = threads, acc[np].p.batch = batch;
+            acc[np].p.cpus = cpus, acc[np].p.row = r;
+            np++;
+        }
+        acc[i].p.n++;
+        for (size_t c = 0; c < DS_ARRAY_LEN(cols); c++) {
+            double x = ds_table_num(t, r, cols[c]);
+            if (!isnan(x)) acc[i].sum[c] += x, acc[i].cnt[c]++;
+        }
+        point_of[r] = (size_t)i;
+    }
+    for (int i = 0; i < np; i++) {
+        struct ds_an_scale_point *p = &acc[i].p;
+        double m[DS_ARRAY_LEN(cols)];
+        for (size_t c = 0; c < DS_ARRAY_LEN(cols); c++)
+            m[c] = acc[i].cnt[c] ? acc[i].sum[c] / acc[i].cnt[c] : NAN;
+        p->step_ms = m[0], p->sps = m[1], p->compute_ms = m[2], p->comm_ms = m[3];
+        p->optimizer_ms = m[4], p->comm_total_ms = m[5], p->comm_mb = m[6];
+        if (isnan(p->sps) && p->step_ms > 0) p->sps = 1e3 * (double)p->batch / p->step_ms;
+        p->oversubscribed = p->ranks * p->threads > p->cpus;
+    }
+    /* families: one series at one global batch (strong) or one batch per rank (weak) */
+    unsigned char *member = calloc((size_t)np + 1, 1);
+    DS_ASSERT(member != NULL);
+    for (int kind = 0; kind < DS_AN_SCALE_KIND_COUNT; kind++)
+        for (int i = 0; i < np; i++) {
+            const struct ds_an_scale_point *p = &acc[i].p;
+            if (kind == DS_AN_SCALE_WEAK && p->batch % p->ranks) continue;
+            long value = kind == DS_AN_SCALE_STRONG ? p->batch : p->batch / p->ranks;
+            int seen = 0;
+            for (int f = 0; f < a->n_scaling && !seen; f++) /* the family was found from another of its points */
+                seen = (int)a->scaling[f].kind == kind && a->scaling[f].batch == value &&
+                       !strcmp(acc[point_of[a->scaling[f].pts[0].row]].key, acc[i].key);
+            if (seen) continue;
+            int in[1024], n = 0, distinct = 0;
+            for (int q = 0; q < np && n < 1024; q++) {
+                const struct ds_an_scale_point *x = &acc[q].p;
+                if (strcmp(acc[q].key, acc[i].key)) continue;
+                if (kind == DS_AN_SCALE_STRONG ? x->batch != value
+                                               : x->batch % x->ranks || x->batch / x->ranks != value)
+                    continue;
+                in[n++] = q;
+            }
+            for (int u = 0; u < n; u++) {
+                int dup = 0;
+                for (int v = 0; v < u; v++) dup |= acc[in[v]].p.ranks == acc[in[u]].p.ranks;
+                distinct += !dup;
+            }
+            if (distinct < 2) continue;
+            a->scaling = xrealloc(a->scaling, sizeof *a->scaling * (size_t)(a->n_scaling + 1));
+            struct ds_an_scaling *fam = &a->scaling[a->n_scaling++];
+            memset(fam, 0, sizeof *fam);
+            fam->kind = (enum ds_an_scale_kind)kind;
+            fam->batch = value;
+            fam->workload = ds_table_get(t, p->row, "workload");
+            fam->n = n;
+            fam->pts = malloc(sizeof *fam->pts * (size_t)n);
+            DS_ASSERT(fam->pts != NULL);
+            for (int u = 0; u < n; u++) fam->pts[u] = acc[in[u]].p, member[in[u]] = 1;
+            qsort(fam->pts, (size_t)n, sizeof *fam->pts, cmp_point);
+            const struct ds_an_scale_point *b = &fam->pts[0];
+            for (int u = 0; u < n; u++) {
+                struct ds_an_scale_point *x = &fam->pts[u];
+                /* ideal: by the CPUs used, so 1 rank x 2 threads against 2 ranks x 1 thread is ideally 1 */
+                x->ideal = (double)(x->ranks * x->threads) / (double)(b->ranks * b->threads);
+                x->speedup = kind == DS_AN_SCALE_STRONG ? b->step_ms / x->step_ms : x->sps / b->sps;
+                x->efficiency = x->speedup / x->ideal;
+            }
+            if (kind == DS_AN_SCALE_STRONG)
+                snprintf(fam->short_label, sizeof fam->short_label, "strong: global batch %ld", value);
+            else
+                snprintf(fam->short_label, sizeof fam->short_label, "weak: batch %ld per rank", value);
+        }
+    /* order: by workload, strong before weak, then as found */
+    for (int i = 1; i < a->n_scaling; i++)
+        for (int j = i; j > 0; j--) {
+            struct ds_an_scaling *x = &a->scaling[j - 1], *y = &a->scaling[j];
+            int wx = ds_analysis_workload(a, x->workload), wy = ds_analysis_workload(a, y->workload);
+            if (wx < wy || (wx == wy && x->kind <= y->kind)) break;
+            struct ds_an_scaling tmp = *x;
+            *x = *y, *y = tmp;
+        }
+    /* labels: the workload, then what tells its series apart */
+    for (int f = 0; f < a->n_scaling; f++) {
+        struct ds_an_scaling *fam = &a->scaling[f];
+        size_t at = (size_t)snprintf(fam->label, sizeof fam->label, "%s", fam->workload);
+        size_t rf = fam->pts[0].row;
+        for (int k = 0; k < ds_config_key_count() && at + 1 < sizeof fam->label; k++) {
+            const char *name = ds_config_key_name(k);
+            if (outside_series(k) || !strcmp(name, "workload")) continue;
+            const char *v = ds_table_get(t, rf, name);
+            int differs = 0;
+            for (int g = 0; g < a->n_scaling && !differs; g++)
+                differs = !strcmp(a->scaling[g].workload, fam->workload) &&
+                          strcmp(ds_table_get(t, a->scaling[g].pts[0].row, name), v) != 0;
+            if (differs) at += (size_t)snprintf(fam->label + at, sizeof fam->label - at, " %s=%s", name, v);
+        }
+        if (at + 1 < sizeof fam->label)
+            snprintf(fam->label + at, sizeof fam->label - at, fam->kind == DS_AN_SCALE_STRONG ?
+                     " strong (global batch %ld)" : " weak (batch %ld per rank)", fam->batch);
+    }
+    for (size_t r = 0; r < t->nrows; r++)
+        in_family[r] = point_of[r] != (size_t)-1 && member[point_of[r]];
+    if (a->n_scaling > 0) {
+        a->cpus = a->scaling[0].pts[0].cpus;
+        row_cpus(t, a->scaling[0].pts[0].row, dir, a->host, sizeof a->host);
+    }
+    free(member);
+    free(point_of);
+    free(acc);
+}
+
 static ds_status read_pair(const char *dir, struct ds_analysis *a, struct ds_err *err)
 {
     char p[2048];
@@ -287,6 +527,11 @@ ds_status ds_analysis_load(const char *dir, struct ds_analysis *a, struct ds_err
         }
         a->target[w] = same ? tg : NAN;
     }
+    /* data-parallel scaling families, before the arms: their arms' labels
+     * are told apart from the others' without renaming them */
+    unsigned char *in_family = calloc(t->nrows + 1, 1);
+    DS_ASSERT(in_family != NULL);
+    scaling(a, dir, in_family);
     /* arms (by arm_id when every row has one: summaries written by older
      * builds do not) */
     int use_id = ds_table_col(t, "arm_id") >= 0;
@@ -330,7 +575,9 @@ ds_status ds_analysis_load(const char *dir, struct ds_analysis *a, struct ds_err
             arm->cols_ok = !strcmp(ds_table_get(t, r, "status"), "ok");
             arm->row = r;
         }
+        arm->scaling |= in_family[r];
     }
+    free(in_family);
     /* labels: the optimizer, then its hyperparameters (and regularizers) that
      * differ between arms of the same optimizer anywhere in the sweep, so an
      * arm has one name across workloads (the profiles rely on it); then any
@@ -348,6 +595,7 @@ ds_status ds_analysis_load(const char *dir, struct ds_analysis *a, struct ds_err
             int differs = 0;
             for (int o = 0; o < a->n_arms && !differs; o++)
                 differs = !strcmp(a->arms[o].optimizer, arm->optimizer) &&
+                          (arm->scaling || !a->arms[o].scaling) &&
                           strcmp(ds_table_get(t, a->arms[o].row, hyper[h]), v) != 0;
             if (differs)
                 at += (size_t)snprintf(arm->label + at, sizeof arm->label - at, " %s=%s", hyper[h], v);
@@ -367,7 +615,7 @@ ds_status ds_analysis_load(const char *dir, struct ds_analysis *a, struct ds_err
             for (int o = 0; o < a->n_arms && !differs; o++) {
                 const struct ds_an_arm *b = &a->arms[o];
                 differs = o != i && !strcmp(b->workload, arm->workload) &&
-                          !strcmp(b->optimizer, arm->optimizer) &&
+                          !strcmp(b->optimizer, arm->optimizer) && (arm->scaling || !b->scaling) &&
                           strcmp(ds_table_get(t, b->row, name), v) != 0;
             }
             if (differs)
@@ -456,6 +704,8 @@ void ds_analysis_free(struct ds_analysis *a)
     free(a->workloads), free(a->metric), free(a->higher_better), free(a->target);
     free(a->selected_by_val);
     free(a->entrants), free(a->ratio), free(a->area);
+    for (int f = 0; f < a->n_scaling; f++) free(a->scaling[f].pts);
+    free(a->scaling);
     ds_table_free(&a->runs);
     ds_table_free(&a->curves);
     memset(a, 0, sizeof *a);

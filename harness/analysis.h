@@ -20,6 +20,20 @@
  *    labels run on at least two of the workloads with a target (ablations
  *    run on one are left out); a workload an entrant did not run counts as
  *    not reached.
+ *  - Data-parallel scaling (only when the runs' rank counts differ): runs
+ *    with the same configuration except ranks, batch, threads, lr, seed and
+ *    run length are one series; its points (ranks, threads, batch) average
+ *    the timings of their ok runs. A strong-scaling family is the points of
+ *    one series at one global batch, a weak-scaling family those at one
+ *    batch per rank, each with two or more rank counts. Against the
+ *    family's first point (fewest ranks): strong speedup t1/tN of the
+ *    median step time, weak speedup the ratio of samples/s; efficiency is
+ *    the speedup over the ideal N, the ratio of CPUs used (ranks x threads;
+ *    the ratio of ranks when threads per rank are equal, so strong
+ *    efficiency is t1/(N tN)). A point whose ranks x threads exceed the CPUs
+ *    online where it ran (its meta.json) is oversubscribed. Arms in a
+ *    family get their labels against every arm, but the other arms' labels
+ *    ignore them, so a scaling study added to a sweep renames nothing.
  */
 #ifndef DS_ANALYSIS_H
 #define DS_ANALYSIS_H
@@ -47,8 +61,34 @@ struct ds_an_arm {
     size_t row;       /* the runs.csv row cols and label were taken from */
     char label[256];  /* optimizer, then the settings that tell it from its workload's other arms */
     char group[64];
+    int scaling;      /* 1: its runs are points of a data-parallel scaling family */
     int n_lr, best;   /* best: index into lrs, -1 when every LR failed */
     struct ds_an_lr *lrs; /* ascending lr */
+};
+
+enum ds_an_scale_kind { DS_AN_SCALE_STRONG, DS_AN_SCALE_WEAK, DS_AN_SCALE_KIND_COUNT };
+
+struct ds_an_scale_point {
+    long ranks, threads, batch;      /* threads per rank (0 resolved as run resolves it); global batch */
+    int cpus;                        /* CPUs online where it ran */
+    int n;                           /* ok runs averaged */
+    size_t row;                      /* its first row of runs.csv */
+    double step_ms, sps;             /* median step (ms), samples/s */
+    double compute_ms, comm_ms, optimizer_ms; /* per step; comm_ms: exposed communication */
+    double comm_total_ms, comm_mb;   /* collectives in flight (hidden or not), MB sent per rank: NAN if absent */
+    double speedup, efficiency;      /* against the family's first point */
+    double ideal;                    /* the ideal speedup: CPUs used (ranks x threads) over the first point's */
+    int oversubscribed;              /* ranks * threads > cpus */
+};
+
+struct ds_an_scaling {
+    enum ds_an_scale_kind kind;
+    const char *workload;
+    long batch;            /* strong: the global batch; weak: the batch per rank */
+    char label[256];       /* "fmnist-mlp strong (global batch 1024)" */
+    char short_label[64];  /* "strong: global batch 1024" */
+    int n;
+    struct ds_an_scale_point *pts; /* ascending ranks, then threads */
 };
 
 struct ds_analysis {
@@ -67,6 +107,12 @@ struct ds_analysis {
     char (*entrants)[256];      /* arm labels */
     double *ratio;              /* [entrant * n_workloads + w]: time / fastest (INFINITY: missed) */
     double *area;               /* per entrant */
+    /* data-parallel scaling families (none unless the rank counts differ) */
+    int n_scaling;
+    struct ds_an_scaling *scaling;
+    int has_comm_total, has_comm_mb; /* the summaries have comm_total_ms, comm_mb */
+    int cpus;                        /* CPUs online where the first point ran (0: no family) */
+    char host[256];                  /* "vm (AMD EPYC)" from that run's meta.json, or "" */
 };
 
 /* Reads DIR's runs.csv and curves.csv (or summary.csv and curve.csv) and

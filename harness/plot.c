@@ -430,6 +430,204 @@ static ds_status profile_figure(const struct ds_analysis *a, const char *pdir, i
     return st;
 }
 
+/* ---- data-parallel scaling ---- */
+
+/* Whether any point of any family at this rank count is oversubscribed. */
+static int ranks_oversubscribed(const struct ds_analysis *a, long ranks)
+{
+    for (int f = 0; f < a->n_scaling; f++)
+        for (int i = 0; i < a->scaling[f].n; i++)
+            if (a->scaling[f].pts[i].ranks == ranks && a->scaling[f].pts[i].oversubscribed) return 1;
+    return 0;
+}
+
+/* Whether a family's points have the same threads per rank (its ideal
+ * speedup is then the ratio of ranks). */
+static int same_threads(const struct ds_an_scaling *fam)
+{
+    for (int i = 1; i < fam->n; i++)
+        if (fam->pts[i].threads != fam->pts[0].threads) return 0;
+    return 1;
+}
+
+/* Speedup (efficiency = 0) or parallel efficiency (1) against ranks: one
+ * line per family, the ideal dashed, oversubscribed points circled. */
+static ds_status scaling_figure(const struct ds_analysis *a, const char *pdir, int efficiency,
+                                int *made, struct ds_err *err)
+{
+    if (a->n_scaling == 0) return DS_OK;
+    const char *name = efficiency ? "scaling-efficiency" : "scaling-speedup";
+    long rmin = 0, rmax = 0, r0s[8];
+    int n_r0 = 0, any_over = 0;
+    double ymax = 1.0, ymin = 1.0;
+    for (int k = 0; k < a->n_scaling; k++) {
+        const struct ds_an_scaling *fam = &a->scaling[k];
+        long r0 = fam->pts[0].ranks;
+        int seen = 0;
+        for (int i = 0; i < n_r0; i++) seen |= r0s[i] == r0;
+        if (!seen && n_r0 < 8 && same_threads(fam)) r0s[n_r0++] = r0;
+        for (int i = 0; i < fam->n; i++) {
+            const struct ds_an_scale_point *p = &fam->pts[i];
+            if (!rmin || p->ranks < rmin) rmin = p->ranks;
+            if (p->ranks > rmax) rmax = p->ranks;
+            double y = efficiency ? p->efficiency : p->speedup;
+            if (isfinite(y) && y > 0) ymax = fmax(ymax, y), ymin = fmin(ymin, y);
+            if (!efficiency) ymax = fmax(ymax, p->ideal), ymin = fmin(ymin, p->ideal);
+            any_over |= p->oversubscribed;
+        }
+    }
+    struct fig f;
+    ds_status st = fig_open(&f, pdir, name, err);
+    if (st != DS_OK) return st;
+    if (efficiency)
+        fprintf(f.gp, "set title 'Parallel efficiency against ranks (speedup / N; N: CPUs used over the fewest ranks'' CPUs)'\n"
+                      "set ylabel 'parallel efficiency (1 = ideal)'\n");
+    else
+        fprintf(f.gp, "set title 'Data-parallel speedup against ranks (strong: t1/tN of the median step; weak: samples/s ratio)'\n"
+                      "set ylabel 'speedup over the fewest ranks'\n");
+    fprintf(f.gp, "set xlabel 'ranks (log scale)%s'\n",
+            any_over ? "; circled: oversubscribed (ranks x threads > CPUs online)" : "");
+    fprintf(f.gp, "set logscale x 2\nset xrange [%g:%g]\n", (double)rmin / 1.3, (double)rmax * 1.3);
+    if (efficiency) /* the ideal is flat: a linear axis from 0 */
+        fprintf(f.gp, "set yrange [0:%g]\n", ymax * 1.15);
+    else /* log-log: the ideal N is a straight line */
+        fprintf(f.gp, "set logscale y 2\nset yrange [%g:%g]\nset ylabel 'speedup over the fewest ranks (log scale)'\n"
+                      "set ytics (0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256, 512, 1024)\n",
+                ymin / 1.3, ymax * 1.3);
+    fprintf(f.gp, "set xtics (");
+    int first = 1;
+    for (long r = rmin; r <= rmax; r++) {
+        int used = 0;
+        for (int k = 0; k < a->n_scaling && !used; k++)
+            for (int i = 0; i < a->scaling[k].n; i++) used |= a->scaling[k].pts[i].ranks == r;
+        if (!used) continue;
+        fprintf(f.gp, "%s'%ld%s' %ld", first ? "" : ", ", r, ranks_oversubscribed(a, r) ? " (oversubscribed)" : "", r);
+        first = 0;
+    }
+    fprintf(f.gp, ")\nplot ");
+    if (efficiency || n_r0 == 0) {
+        fprintf(f.gp, "%s with lines dt 2 lw 2 lc rgb '#444444' %s", efficiency ? "1" : "NaN",
+                efficiency ? "title 'ideal'" : "notitle");
+    } else {
+        for (int i = 0; i < n_r0; i++) {
+            char t[64];
+            if (n_r0 == 1 && r0s[i] == 1) snprintf(t, sizeof t, "ideal (N)");
+            else snprintf(t, sizeof t, "ideal from %ld rank%s (N/%ld)", r0s[i], r0s[i] == 1 ? "" : "s", r0s[i]);
+            fprintf(f.gp, "%sx/%ld. with lines dt 2 lw 2 lc rgb '#444444' title '%s'", i ? ", \\\n  " : "", r0s[i], t);
+        }
+    }
+    for (int k = 0; k < a->n_scaling; k++) {
+        const struct ds_an_scaling *fam = &a->scaling[k];
+        fprintf(f.dat, "# %s: ranks, %s, oversubscribed, labelled, ideal speedup\n", fam->label, efficiency ? "efficiency" : "speedup");
+        for (int i = 0; i < fam->n; i++) {
+            const struct ds_an_scale_point *p = &fam->pts[i];
+            double y = efficiency ? p->efficiency : p->speedup;
+            fprintf(f.dat, "%ld %.6g %d %d %.6g\n", p->ranks, isfinite(y) ? y : NAN, p->oversubscribed, i > 0, p->ideal);
+        }
+        fprintf(f.dat, "\n\n");
+        const char *col = palette[k % NPAL];
+        fprintf(f.gp,
+                ", \\\n  '%s.dat' index %d using 1:2 with linespoints lw 2 pt 7 ps 1.2 lc rgb '%s' title '%s'"
+                ", \\\n  '%s.dat' index %d using 1:($4 > 0 ? $2 : NaN):(sprintf('%%.2f', $2)) with labels offset char 0,%s font ',9' tc rgb '%s' notitle",
+                name, k, col, gq(fam->label), name, k, k % 2 ? "-0.9" : "0.9", col); /* above and below in turn */
+        if (any_over)
+            fprintf(f.gp, ", \\\n  '%s.dat' index %d using 1:($3 > 0 ? $2 : NaN) with points pt 6 ps 3 lw 1.5 lc rgb '%s' notitle",
+                    name, k, col);
+        if (!efficiency && !same_threads(fam)) /* threads per rank differ: its own ideal, by CPUs used */
+            fprintf(f.gp, ", \\\n  '%s.dat' index %d using 1:5 with lines dt 2 lw 2 lc rgb '%s' title 'ideal for the above (CPUs used)'",
+                    name, k, col);
+        f.n_blocks++;
+    }
+    if (any_over)
+        fprintf(f.gp, ", \\\n  NaN with points pt 6 ps 3 lw 1.5 lc rgb '#444444' title 'oversubscribed (ranks x threads > %d CPUs)'",
+                a->cpus);
+    fprintf(f.gp, "\n");
+    st = fig_close(&f, pdir, err);
+    if (st == DS_OK) (*made)++;
+    return st;
+}
+
+/* s for inside a gnuplot double-quoted string (where \n is a line break). */
+static const char *gdq(const char *s)
+{
+    static char ring[4][300];
+    static int next;
+    char *b = ring[next++ % 4];
+    size_t at = 0;
+    for (; *s && at + 2 < sizeof ring[0]; s++) b[at++] = *s == '"' || *s == '\\' ? '\'' : *s;
+    b[at] = '\0';
+    return b;
+}
+
+/* Workload w's points, one stacked bar each: compute, exposed
+ * communication, optimizer (and communication hidden behind compute, where
+ * measured); the median step time as a marker. */
+static ds_status breakdown_figure(const struct ds_analysis *a, int w, const char *pdir, int *made,
+                                  struct ds_err *err)
+{
+    const char *wl = a->workloads[w];
+    int bars = 0;
+    for (int k = 0; k < a->n_scaling; k++)
+        if (!strcmp(a->scaling[k].workload, wl)) bars += a->scaling[k].n;
+    if (!bars) return DS_OK;
+    char name[600];
+    snprintf(name, sizeof name, "%s-scaling-breakdown", wl);
+    struct fig f;
+    ds_status st = fig_open(&f, pdir, name, err);
+    if (st != DS_OK) return st;
+    int hidden = a->has_comm_total;
+    fprintf(f.gp, "set title '%s: milliseconds per step by part (means over the steps)'\n", gq(wl));
+    fprintf(f.gp, "set ylabel 'ms per step'\nset yrange [0:*]\nset style fill solid 0.85 border -1\n"
+                  "set boxwidth 0.7 absolute\nset grid noxtics\nset key outside right top vertical maxrows auto Left reverse font ',10' samplen 2\n"
+                  "set xtics nomirror scale 0 font ',9'%s\n",
+            bars > 12 ? " rotate by 90 right" : "");
+    fprintf(f.gp, "set bmargin %d\n", bars > 12 ? 12 : 4);
+    double x = 0;
+    int n_fam = 0;
+    for (int k = 0; k < a->n_scaling; k++) {
+        const struct ds_an_scaling *fam = &a->scaling[k];
+        if (strcmp(fam->workload, wl)) continue;
+        /* the family's name above its bars */
+        fprintf(f.gp, "set label %d \"%s\" at %g, graph 1.02 center font ',10'\n", ++n_fam,
+                gdq(fam->short_label), x + (fam->n - 1) / 2.0);
+        x += fam->n + 0.6;
+    }
+    fprintf(f.gp, "set xtics (");
+    x = 0;
+    int first = 1;
+    for (int k = 0; k < a->n_scaling; k++) {
+        const struct ds_an_scaling *fam = &a->scaling[k];
+        if (strcmp(fam->workload, wl)) continue;
+        for (int i = 0; i < fam->n; i++) {
+            const struct ds_an_scale_point *p = &fam->pts[i];
+            double c = isnan(p->compute_ms) ? 0 : p->compute_ms, m = isnan(p->comm_ms) ? 0 : p->comm_ms;
+            double o = isnan(p->optimizer_ms) ? 0 : p->optimizer_ms;
+            double h = hidden && p->comm_total_ms > m ? p->comm_total_ms - m : 0;
+            fprintf(f.dat, "%g %.6g %.6g %.6g %.6g %.6g\n", x, c, m, o, h, p->step_ms);
+            const char *sep = bars > 12 ? ", " : "\\n";
+            fprintf(f.gp, "%s\"%ld rank%s%s%ld thread%s%s%s\" %g", first ? "" : ", ", p->ranks,
+                    p->ranks == 1 ? "" : "s", sep, p->threads, p->threads == 1 ? "" : "s",
+                    p->oversubscribed ? sep : "", p->oversubscribed ? "(oversubscribed)" : "", x);
+            first = 0;
+            x += 1;
+        }
+        x += 0.6; /* a gap between families */
+    }
+    fprintf(f.gp, ")\nset xrange [-0.7:%g]\nplot ", x - 0.6 - 0.3);
+    if (hidden)
+        fprintf(f.gp, "'%s.dat' using 1:($2+$3+$4+$5) with boxes fs pattern 4 border lc rgb '#7f7f7f' lc rgb '#7f7f7f' "
+                      "title 'comm. hidden (overlapped)', \\\n  ", name);
+    fprintf(f.gp,
+            "'%s.dat' using 1:($2+$3+$4) with boxes lc rgb '#ff7f0e' title 'optimizer', \\\n"
+            "  '%s.dat' using 1:($2+$3) with boxes lc rgb '#d62728' title 'comm. (exposed)', \\\n"
+            "  '%s.dat' using 1:2 with boxes lc rgb '#1f77b4' title 'compute', \\\n"
+            "  '%s.dat' using 1:6 with points pt 9 ps 1.6 lc rgb 'black' title 'median step'\n",
+            name, name, name, name);
+    st = fig_close(&f, pdir, err);
+    if (st == DS_OK) (*made)++;
+    return st;
+}
+
 ds_status ds_plot_dir(const char *dir, int *n_figures, struct ds_err *err)
 {
     struct ds_analysis a;
@@ -457,6 +655,9 @@ ds_status ds_plot_dir(const char *dir, int *n_figures, struct ds_err *err)
     }
     if (st == DS_OK) st = throughput_figure(&a, pdir, &made, err);
     if (st == DS_OK) st = profile_figure(&a, pdir, &made, err);
+    if (st == DS_OK) st = scaling_figure(&a, pdir, 0, &made, err);
+    if (st == DS_OK) st = scaling_figure(&a, pdir, 1, &made, err);
+    for (int w = 0; w < a.n_workloads && st == DS_OK; w++) st = breakdown_figure(&a, w, pdir, &made, err);
     ds_analysis_free(&a);
     if (n_figures) *n_figures = made;
     return st;

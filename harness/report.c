@@ -11,8 +11,12 @@
  * regularization strength moves test accuracy, how fast each reaches the
  * targets); per workload the tuned-arm table (DeepOBS: performance, speed,
  * tuneability) with its figures; performance profiles (AlgoPerf);
- * throughput; runs that diverged or failed; the run metadata and the exact
- * command and experiment file to reproduce it.
+ * throughput; where the runs' rank counts differ, data-parallel scaling
+ * (speedup, efficiency and the time per step by part, as measured on this
+ * machine, oversubscribed points marked); runs that diverged or failed;
+ * where DIR/projection/projection.md exists (descent scale), its projection,
+ * set apart as not measured; the run metadata and the exact command and
+ * experiment file to reproduce it.
  */
 #include "report.h"
 
@@ -140,27 +144,62 @@ static void table_end(struct doc *d)
     fputs("\n", d->m);
 }
 
-/* plots/NAME.svg inlined (its XML prologue dropped); a link in Markdown. */
-static int figure(struct doc *d, const char *name, const char *caption)
+/* data as base64, into f. */
+static void base64_out(FILE *f, const unsigned char *data, size_t len)
 {
-    char p[1200], *svg = NULL;
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i < len; i += 3) {
+        unsigned v = (unsigned)data[i] << 16 | (i + 1 < len ? (unsigned)data[i + 1] << 8 : 0) |
+                     (i + 2 < len ? data[i + 2] : 0);
+        fputc(tab[v >> 18 & 63], f);
+        fputc(tab[v >> 12 & 63], f);
+        fputc(i + 1 < len ? tab[v >> 6 & 63] : '=', f);
+        fputc(i + 2 < len ? tab[v & 63] : '=', f);
+    }
+}
+
+/* DIR/REL.svg inlined (its XML prologue dropped), else DIR/REL.png inlined
+ * as a data URI, so the page stays one file; a link to REL.png in Markdown. */
+static int figure_at(struct doc *d, const char *rel, const char *alt, const char *caption)
+{
+    char p[1200], *data = NULL;
     size_t len = 0;
     struct ds_err err = {{0}};
-    snprintf(p, sizeof p, "%s/plots/%s.svg", d->dir, name);
-    if (ds_file_read_all(p, &svg, &len, &err) != DS_OK) return 0;
-    const char *start = strstr(svg, "<svg");
+    snprintf(p, sizeof p, "%s/%s.svg", d->dir, rel);
+    int svg = ds_file_read_all(p, &data, &len, &err) == DS_OK;
+    if (!svg) {
+        snprintf(p, sizeof p, "%s/%s.png", d->dir, rel);
+        if (ds_file_read_all(p, &data, &len, &err) != DS_OK) return 0;
+    }
     fputs("<figure>", d->h);
-    if (start) fputs(start, d->h);
+    if (svg) {
+        const char *start = strstr(data, "<svg");
+        if (start) fputs(start, d->h);
+    } else {
+        fputs("<img alt=\"", d->h);
+        html_esc(d->h, alt);
+        fputs("\" src=\"data:image/png;base64,", d->h);
+        base64_out(d->h, (const unsigned char *)data, len);
+        fputs("\">", d->h);
+    }
     fputs("<figcaption>", d->h);
     html_esc(d->h, caption);
     fputs("</figcaption></figure>\n", d->h);
     fputs("![", d->m);
-    md_esc(d->m, name);
-    fprintf(d->m, "](plots/%s.png)\n\n*", name);
+    md_esc(d->m, alt);
+    fprintf(d->m, "](%s.png)\n\n*", rel);
     md_esc(d->m, caption);
     fputs("*\n\n", d->m);
-    free(svg);
+    free(data);
     return 1;
+}
+
+/* plots/NAME, as figure_at. */
+static int figure(struct doc *d, const char *name, const char *caption)
+{
+    char rel[600];
+    snprintf(rel, sizeof rel, "plots/%s", name);
+    return figure_at(d, rel, name, caption);
 }
 
 static void pre(struct doc *d, const char *text)
@@ -273,6 +312,24 @@ static void findings(struct doc *d, const struct ds_analysis *a)
         bullet(d, "Time to target (AlgoPerf performance profile over %d workload%s with a target): %s has the largest area score, %.2f (1 = fastest everywhere, 0 = never reaches a target within %gx the fastest).",
                a->n_prof_workloads, a->n_prof_workloads == 1 ? "" : "s", a->entrants[top], a->area[top], DS_AN_TAU_MAX);
     }
+    if (a->n_scaling > 0) {
+        /* each family at its most ranks that still fit the CPUs */
+        char line[4096];
+        size_t at = (size_t)snprintf(line, sizeof line, "Data-parallel scaling, measured on this machine (%d CPUs; section below):", a->cpus);
+        for (int f = 0; f < a->n_scaling && at < sizeof line - 300; f++) {
+            const struct ds_an_scaling *fam = &a->scaling[f];
+            int best = -1;
+            for (int i = 1; i < fam->n; i++)
+                if (!fam->pts[i].oversubscribed) best = i;
+            if (best < 0) best = fam->n - 1;
+            const struct ds_an_scale_point *p = &fam->pts[best];
+            at += (size_t)snprintf(line + at, sizeof line - at, "%s %s: %ld ranks%s give speedup %.2f, efficiency %.2f",
+                                   f ? ";" : "", fam->label, p->ranks, p->oversubscribed ? " (oversubscribed)" : "",
+                                   p->speedup, p->efficiency);
+        }
+        if (at < sizeof line - 2) snprintf(line + at, sizeof line - at, ".");
+        bullet(d, "%s", line);
+    }
     size_t div = 0, fail = 0;
     for (size_t r = 0; r < a->runs.nrows; r++) {
         const char *st = ds_table_get(&a->runs, r, "status");
@@ -376,6 +433,215 @@ static void workload_section(struct doc *d, const struct ds_analysis *a, int w)
                  wl, a->metric[w], keys[k]);
         figure(d, name, cap);
     }
+}
+
+/* ---- data-parallel scaling (measured) and the projection (not measured) ---- */
+
+static void fmt_ms(char *buf, size_t len, double x)
+{
+    if (isnan(x)) snprintf(buf, len, "-");
+    else snprintf(buf, len, x >= 100 ? "%.1f" : "%.3g", x);
+}
+
+static void scaling_section(struct doc *d, const struct ds_analysis *a)
+{
+    if (a->n_scaling == 0) return;
+    heading(d, 2, "Data-parallel scaling", "scaling");
+    int over = 0, npts = 0;
+    for (int f = 0; f < a->n_scaling; f++)
+        for (int i = 0; i < a->scaling[f].n; i++) over += a->scaling[f].pts[i].oversubscribed, npts++;
+    para(d, "Measured on this machine%s%s, %d CPU%s online: each point is `descent run --ranks N` (one Open MPI process per rank, data-parallel over the same global batch, the threads per rank shown), timed by rank 0: the median step time, samples/s over the training time, and per step the mean compute (forward and backward), exposed communication (the time the step waited for the gradient allreduce) and optimizer time%s. "
+         "Strong scaling keeps the global batch and splits it over the ranks: speedup t1/tN, efficiency t1/(N tN). Weak scaling keeps the batch per rank (the global batch grows with the ranks): speedup is the ratio of samples/s, efficiency that ratio over N. t1 is each series' point with the fewest ranks, N the CPUs used (ranks x threads) over that point's: the ratio of ranks where every rank has the same threads.",
+         a->host[0] ? ", " : "", a->host, a->cpus, a->cpus == 1 ? "" : "s",
+         a->has_comm_total ? "; communication in total counts the time collectives were in flight, hidden behind the backward pass or not" : "");
+    if (over)
+        para(d, "%d of the %d points ran more ranks x threads than the %d CPUs and are marked oversubscribed: their ranks take turns on the cores, so they show contention on this machine, not what more hardware would give.",
+             over, npts, a->cpus);
+    fputs("<ul>\n", d->h);
+    for (int f = 0; f < a->n_scaling; f++) {
+        const struct ds_an_scaling *fam = &a->scaling[f];
+        char line[2048];
+        size_t at = (size_t)snprintf(line, sizeof line, "%s, from %ld rank%s (%.3g ms per step):", fam->label,
+                                     fam->pts[0].ranks, fam->pts[0].ranks == 1 ? "" : "s", fam->pts[0].step_ms);
+        for (int i = 1; i < fam->n && at < sizeof line - 120; i++) {
+            const struct ds_an_scale_point *p = &fam->pts[i];
+            at += (size_t)snprintf(line + at, sizeof line - at, "%s %ld ranks x %ld thread%s%s: speedup %.2f, efficiency %.2f",
+                                   i > 1 ? ";" : "", p->ranks, p->threads, p->threads == 1 ? "" : "s",
+                                   p->oversubscribed ? " (oversubscribed)" : "", p->speedup, p->efficiency);
+        }
+        if (at < sizeof line - 2) snprintf(line + at, sizeof line - at, ".");
+        bullet(d, "%s", line);
+    }
+    fputs("</ul>\n", d->h);
+    fputs("\n", d->m);
+    /* the table: one row per point of each family */
+    const char *cols[16];
+    int nc = 0;
+    const char *base[] = {"series", "ranks", "threads per rank", "global batch", "step ms (median)", "samples/s",
+                          "speedup", "efficiency", "compute ms", "comm ms (exposed)"};
+    for (size_t i = 0; i < DS_ARRAY_LEN(base); i++) cols[nc++] = base[i];
+    if (a->has_comm_total) cols[nc++] = "comm ms (total)";
+    if (a->has_comm_mb) cols[nc++] = "comm MB per rank";
+    cols[nc++] = "optimizer ms";
+    cols[nc++] = "oversubscribed";
+    table_begin(d, nc, cols);
+    for (int f = 0; f < a->n_scaling; f++) {
+        const struct ds_an_scaling *fam = &a->scaling[f];
+        for (int i = 0; i < fam->n; i++) {
+            const struct ds_an_scale_point *p = &fam->pts[i];
+            char c[16][300];
+            int k = 0;
+            snprintf(c[k++], sizeof c[0], "%s", fam->label);
+            snprintf(c[k++], sizeof c[0], "%ld", p->ranks);
+            snprintf(c[k++], sizeof c[0], "%ld", p->threads);
+            snprintf(c[k++], sizeof c[0], "%ld", p->batch);
+            fmt_ms(c[k++], sizeof c[0], p->step_ms);
+            snprintf(c[k++], sizeof c[0], "%.4g", p->sps);
+            snprintf(c[k++], sizeof c[0], "%.2f", p->speedup);
+            snprintf(c[k++], sizeof c[0], "%.2f", p->efficiency);
+            fmt_ms(c[k++], sizeof c[0], p->compute_ms);
+            fmt_ms(c[k++], sizeof c[0], p->comm_ms);
+            if (a->has_comm_total) fmt_ms(c[k++], sizeof c[0], p->comm_total_ms);
+            if (a->has_comm_mb) fmt_ms(c[k++], sizeof c[0], p->comm_mb);
+            fmt_ms(c[k++], sizeof c[0], p->optimizer_ms);
+            snprintf(c[k++], sizeof c[0], p->oversubscribed ? "yes (%ld x %ld > %d CPUs)" : "no", p->ranks,
+                     p->threads, p->cpus);
+            const char *cells[16];
+            for (int j = 0; j < k; j++) cells[j] = c[j];
+            table_row(d, cells);
+        }
+    }
+    table_end(d);
+    figure(d, "scaling-speedup", "Speedup against ranks, each series against its fewest ranks; dashed: ideal; circled: oversubscribed (measured on this machine).");
+    figure(d, "scaling-efficiency", "Parallel efficiency against ranks; 1 is ideal; circled: oversubscribed.");
+    for (int w = 0; w < a->n_workloads; w++) {
+        char name[400], cap[600];
+        snprintf(name, sizeof name, "%s-scaling-breakdown", a->workloads[w]);
+        snprintf(cap, sizeof cap, "%s: milliseconds per step spent in compute, exposed communication and the optimizer at each rank count%s; the marker is the median step.",
+                 a->workloads[w], a->has_comm_total ? " (hatched: communication overlapped with compute, not part of the step time)" : "");
+        figure(d, name, cap);
+    }
+}
+
+/* The cells of a Markdown table row ("| a | b \| c |"), unescaped, into
+ * cells (at most max, each in its own buffer of len); returns the count. */
+static int md_cells(const char *line, char (*cells)[300], int max)
+{
+    const char *p = line;
+    while (*p == ' ') p++;
+    if (*p == '|') p++;
+    int n = 0;
+    while (*p && *p != '\n' && n < max) {
+        size_t at = 0;
+        while (*p && *p != '\n' && *p != '|') {
+            if (*p == '\\' && p[1] && p[1] != '\n') p++;
+            if (at + 1 < 300) cells[n][at++] = *p;
+            p++;
+        }
+        while (at > 0 && cells[n][at - 1] == ' ') at--;
+        cells[n][at] = '\0';
+        char *s = cells[n];
+        size_t lead = strspn(s, " ");
+        memmove(s, s + lead, strlen(s + lead) + 1);
+        if (*p == '|') p++;
+        const char *rest = p;
+        while (*rest == ' ') rest++;
+        n++;
+        if (!*rest || *rest == '\n') break; /* the closing pipe */
+    }
+    return n;
+}
+
+/* A line of Markdown text into HTML: escaped, with **bold** and `code`. */
+static void html_md_inline(FILE *f, const char *s)
+{
+    int bold = 0, code = 0;
+    for (; *s; s++) {
+        if (!code && s[0] == '*' && s[1] == '*') {
+            fputs(bold ? "</strong>" : "<strong>", f);
+            bold = !bold, s++;
+        } else if (*s == '`') {
+            fputs(code ? "</code>" : "<code>", f);
+            code = !code;
+        } else {
+            char c[2] = {*s, 0};
+            html_esc(f, c);
+        }
+    }
+    if (code) fputs("</code>", f);
+    if (bold) fputs("</strong>", f);
+}
+
+/* DIR/projection/projection.md (written by descent scale), when there is
+ * one: its figure inlined, its tables and text, set apart as not measured. */
+static void projection_section(struct doc *d)
+{
+    char p[1300], *text = NULL;
+    size_t len = 0;
+    struct ds_err err = {{0}};
+    snprintf(p, sizeof p, "%s/projection/projection.md", d->dir);
+    if (ds_file_read_all(p, &text, &len, &err) != DS_OK) return;
+    fputs("<hr>\n<section class=\"projection\">\n", d->h);
+    fputs("\n---\n", d->m);
+    heading(d, 2, "Projection (not measured)", "projection");
+    para(d, "Nothing in this section was measured. It is `descent scale`'s projection of data-parallel training to GPU counts this machine does not have (from a model of the gradient allreduce applied to a run measured here), copied from %s/projection/projection.md. The measured results are the sections above.", d->dir);
+    figure_at(d, "projection/plots/projection", "projection",
+              "PROJECTION, not measured: step time, speedup and efficiency the model predicts at each GPU count.");
+    /* its text and tables; headings one level down, its own images left out (the figure is above) */
+    const char *line = text;
+    int in_table = 0, ncols = 0, in_list = 0;
+    while (*line) {
+        const char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line) : strlen(line);
+        char buf[4096];
+        snprintf(buf, sizeof buf, "%.*s", (int)(n < sizeof buf - 1 ? n : sizeof buf - 1), line);
+        const char *s = buf + strspn(buf, " ");
+        int is_row = *s == '|', is_item = s[0] == '-' && s[1] == ' ';
+        if (in_table && !is_row) table_end(d), in_table = 0;
+        if (in_list && !is_item) fputs("</ul>\n", d->h), in_list = 0;
+        if (is_row) {
+            char cells[32][300];
+            int k = md_cells(s, cells, 32);
+            int sep = strspn(s, "|-: ") == strlen(s);
+            if (!in_table) {
+                const char *hc[32];
+                for (int i = 0; i < k; i++) hc[i] = cells[i];
+                table_begin(d, k, hc);
+                in_table = 1, ncols = k;
+            } else if (!sep) {
+                const char *rc[32];
+                for (int i = 0; i < ncols; i++) rc[i] = i < k ? cells[i] : "";
+                table_row(d, rc);
+            }
+        } else if (*s == '#') {
+            const char *h = s + strspn(s, "#");
+            h += strspn(h, " ");
+            if (*h) {
+                fprintf(d->h, "<h3>");
+                html_esc(d->h, h);
+                fprintf(d->h, "</h3>\n");
+                fprintf(d->m, "\n### %s\n\n", h);
+            }
+        } else if (is_item) {
+            if (!in_list) fputs("<ul>\n", d->h), in_list = 1;
+            fputs("<li>", d->h);
+            html_md_inline(d->h, s + 2);
+            fputs("</li>\n", d->h);
+            fprintf(d->m, "%s\n", s);
+        } else if (*s && strncmp(s, "![", 2) != 0) {
+            fputs("<p>", d->h);
+            html_md_inline(d->h, s);
+            fputs("</p>\n", d->h);
+            fprintf(d->m, "%s\n\n", s);
+        } else if (!*s) {
+            fputs("\n", d->m);
+        }
+        line += n + (end ? 1 : 0);
+    }
+    if (in_table) table_end(d);
+    if (in_list) fputs("</ul>\n", d->h);
+    fputs("</section>\n", d->h);
+    free(text);
 }
 
 /* A JSON number as an int; -1 when absent or not a number. */
@@ -514,7 +780,12 @@ ds_status ds_report_dir(const char *dir, struct ds_err *err)
         html_esc(d.h, a.workloads[w]);
         fputs("</a>", d.h);
     }
-    fputs("<a href=\"#profiles\">Profiles</a><a href=\"#throughput\">Throughput</a><a href=\"#meta\">Reproduce</a></nav>\n", d.h);
+    fputs("<a href=\"#profiles\">Profiles</a><a href=\"#throughput\">Throughput</a>", d.h);
+    if (a.n_scaling) fputs("<a href=\"#scaling\">Scaling</a>", d.h);
+    snprintf(p, sizeof p, "%s/projection/projection.md", dir);
+    struct stat sb;
+    if (stat(p, &sb) == 0) fputs("<a href=\"#projection\">Projection (not measured)</a>", d.h);
+    fputs("<a href=\"#meta\">Reproduce</a></nav>\n", d.h);
     findings(&d, &a);
     for (int w = 0; w < a.n_workloads; w++) workload_section(&d, &a, w);
     heading(&d, 2, "Performance profiles", "profiles");
@@ -537,6 +808,7 @@ ds_status ds_report_dir(const char *dir, struct ds_err *err)
     }
     heading(&d, 2, "Throughput", "throughput");
     figure(&d, "throughput", "Training samples per second of each tuned arm (threads per run as in the metadata).");
+    scaling_section(&d, &a);
     /* runs that did not end ok */
     int bad = 0;
     for (size_t r = 0; r < a.runs.nrows; r++) bad += strcmp(ds_table_get(&a.runs, r, "status"), "ok") != 0;
@@ -552,6 +824,7 @@ ds_status ds_report_dir(const char *dir, struct ds_err *err)
         }
         table_end(&d);
     }
+    projection_section(&d); /* last before the metadata: apart from everything measured */
     metadata(&d, &a, dir);
     fputs("</body></html>\n", d.h);
     int bad_write = ferror(d.h) || ferror(d.m);

@@ -21,7 +21,11 @@
  * grid, clears unfinished runs' folders and runs only those.
  *
  * Runs at a time: -j N (default 1); threads per run: the file's `threads`
- * if set, else the online CPUs divided by N.
+ * if set, else the online CPUs divided by N (divided again among the ranks
+ * of a data-parallel run, at least one each). A run that needs more CPUs
+ * than its share (ranks x threads above CPUs / N: a rank count, or threads
+ * set above the share) runs alone, so runs never share cores with a
+ * data-parallel run or the comparison it is timed against.
  */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include "sweep.h"
@@ -59,6 +63,7 @@ struct job {
     pid_t pid;
     size_t index;
     double started;
+    int alone; /* needs more than its share of the CPUs: nothing runs beside it */
 };
 
 struct sweep {
@@ -66,6 +71,7 @@ struct sweep {
     char dir[DS_CFG_STR];
     char self[DS_CFG_STR]; /* this executable, for the children */
     int jobs, threads, quiet, tty;
+    long ncpu;
     unsigned char *done; /* done[i]: run i has its summary.csv */
     size_t n_done, n_ok, n_diverged, n_failed;
     double t0, run_s; /* start; seconds of finished runs (for the ETA) */
@@ -121,7 +127,8 @@ static char **run_args(const struct sweep *s, size_t i, const char *out, int *n)
     }
     if (!has_threads) {
         char t[32];
-        snprintf(t, sizeof t, "--threads=%d", s->threads);
+        long ranks = p->config.ranks > 1 ? p->config.ranks : 1;
+        snprintf(t, sizeof t, "--threads=%ld", s->threads / ranks > 0 ? s->threads / ranks : 1);
         a[k++] = strdup(t);
     }
     if (out) {
@@ -133,6 +140,20 @@ static char **run_args(const struct sweep *s, size_t i, const char *out, int *n)
     a[k] = NULL;
     *n = k;
     return a;
+}
+
+/* Whether run i needs more CPUs than its share (the online CPUs / -j): its
+ * ranks x threads, with threads as run_args passes them (0: every CPU). */
+static int runs_alone(const struct sweep *s, size_t i)
+{
+    const struct ds_exp_point *p = &s->e.points[i];
+    long ranks = p->config.ranks > 1 ? p->config.ranks : 1, threads = -1;
+    int kt = ds_config_key_find("threads");
+    for (int j = 0; j < p->n; j++)
+        if (p->keys[j] == kt) threads = p->config.threads;
+    if (threads < 0) threads = s->threads / ranks > 0 ? s->threads / ranks : 1;
+    if (threads == 0) threads = s->ncpu; /* one per core */
+    return ranks * threads > s->threads;
 }
 
 static void free_args(char **a)
@@ -476,6 +497,7 @@ int ds_cmd_sweep(int argc, char **argv)
     s.quiet = quiet;
     s.tty = isatty(2) && !getenv("CI");
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    s.ncpu = ncpu > 0 ? ncpu : 1;
     s.threads = (int)(ncpu / jobs > 0 ? ncpu / jobs : 1);
     int code = 0;
 
@@ -588,6 +610,12 @@ int ds_cmd_sweep(int argc, char **argv)
         else snprintf(th, sizeof th, "%d thread%s each", s.threads, s.threads == 1 ? "" : "s");
         fprintf(stderr, "descent sweep %s: %zu runs (%zu to do), %d at a time, %s -> %s\n", s.e.name,
                 s.e.n_points, todo, jobs, th, s.dir);
+        size_t alone = 0;
+        for (size_t i = 0; i < s.e.n_points; i++) alone += jobs > 1 && !s.done[i] && runs_alone(&s, i);
+        if (alone)
+            fprintf(stderr, "descent sweep %s: %zu run%s need%s more than %d CPU%s (ranks x threads) and run%s alone\n",
+                    s.e.name, alone, alone == 1 ? "" : "s", alone == 1 ? "s" : "", s.threads,
+                    s.threads == 1 ? "" : "s", alone == 1 ? "s" : "");
     }
 
     struct sigaction sa;
@@ -611,6 +639,10 @@ int ds_cmd_sweep(int argc, char **argv)
                 next++;
                 continue;
             }
+            /* a run that needs more than its share of the CPUs waits for the
+             * others to end, and nothing starts beside it */
+            int alone = jobs > 1 && runs_alone(&s, next);
+            if (nrun > 0 && (alone || running[0].alone)) break;
             pid_t pid = start_run(&s, next);
             if (pid < 0) {
                 write_failed_summary(&s, next, "could not start the run");
@@ -618,7 +650,7 @@ int ds_cmd_sweep(int argc, char **argv)
                 next++;
                 continue;
             }
-            running[nrun++] = (struct job){pid, next, now_s()};
+            running[nrun++] = (struct job){pid, next, now_s(), alone};
             next++;
         }
         if (nrun == 0) break;

@@ -2167,6 +2167,8 @@ static void test_plot_and_report(void **state)
     expect_svg(tp("sw/plots/logreg-lr.svg"), "learning rate", "sgd", "adam l2=0");
     expect_svg(tp("sw/plots/logreg-reg-l2.svg"), "adam test", "adam train");
     expect_svg(tp("sw/plots/profile.svg"), "area");
+    /* one rank count: no scaling figures */
+    assert_false(file_exists(tp("sw/plots/scaling-speedup.png")));
     /* the report: self-contained HTML with the figures inlined, and Markdown */
     RUN(&r, "report", tp("sw"));
     expect_exit(&r, 0);
@@ -2183,6 +2185,7 @@ static void test_plot_and_report(void **state)
     if (svgs < (int)(sizeof figs / sizeof figs[0])) fail_msg("report.html inlines %d figures, expected at least %zu", svgs, sizeof figs / sizeof figs[0]);
     if (strstr(html, "src=\"http") || strstr(html, "href=\"http")) fail_msg("report.html refers to outside files");
     if (!strstr(md, "![quadratic-loss-step](plots/quadratic-loss-step.png)")) fail_msg("report.md does not link the figures");
+    if (strstr(md, "Data-parallel scaling")) fail_msg("report.md has a scaling section though no rank count varies");
     free(html), free(md);
     /* a sweep where every run diverged still gets its figures and report */
     const char *bad = write_ini("div.ini", "[run]\nworkload = linreg\nsteps = 50\noptimizer = sgd\nlr = 10, 20\n");
@@ -2403,6 +2406,100 @@ static void test_ranks_faults(void **state)
 
 
 /* hwloc: descent info and meta.json describe the machine; --bind checked. */
+/* Data-parallel scaling in plot and report: a hand-made sweep (ranks 1, 2, 4
+ * at one global batch on a 2-CPU host, so 4 ranks are oversubscribed; comm
+ * hidden and MB present) and, with MPI, a real one of logreg at 1 and 2
+ * ranks; a projection folder is embedded apart, as not measured. */
+static void test_scaling_plot_and_report(void **state)
+{
+    (void)state;
+    mkdir(tp("hand"), 0755);
+    mkdir(tp("hand/runs"), 0755);
+    const char *head = "index,group,run_id,workload,optimizer,lr,seed,batch,ranks,threads,steps,status,metric,"
+                       "final_eval_metric,step_ms_median,samples_per_s,compute_ms,comm_ms,optimizer_ms,"
+                       "comm_total_ms,comm_mb,out\n";
+    char csv[4096];
+    size_t at = (size_t)snprintf(csv, sizeof csv, "%s", head);
+    const int ranks[] = {1, 2, 4};
+    const double step[] = {10, 6, 5};
+    for (int i = 0; i < 3; i++) {
+        mkdir(tp("hand/runs/00%d-r%d", i + 1, ranks[i]), 0755);
+        const char *meta = "{\"host\": {\"hostname\": \"testhost\", \"cpus_online\": 2}}";
+        spit(tp("hand/runs/00%d-r%d/meta.json", i + 1, ranks[i]), meta, strlen(meta));
+        at += (size_t)snprintf(csv + at, sizeof csv - at,
+                               "%d,strong,r%d,logreg,sgd,0.1,1,64,%d,1,20,ok,accuracy,0.9,%g,%g,%g,%g,0.1,%g,0.5,"
+                               "elsewhere/runs/00%d-r%d\n",
+                               i + 1, ranks[i], ranks[i], step[i], 64e3 / step[i], step[i] * 0.6, step[i] * 0.3,
+                               step[i] * 0.5, i + 1, ranks[i]);
+    }
+    write_ini("hand/runs.csv", csv);
+    struct res r;
+    RUN(&r, "report", tp("hand"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    const char *figs[] = {"scaling-speedup", "scaling-efficiency", "logreg-scaling-breakdown"};
+    for (int i = 0; i < 3; i++) {
+        expect_png(tp("hand/plots/%s.png", figs[i]));
+        expect_svg(tp("hand/plots/%s.svg", figs[i]));
+    }
+    expect_svg(tp("hand/plots/scaling-speedup.svg"), "ideal", "logreg strong (global batch 64)", "4 (oversubscribed)");
+    expect_svg(tp("hand/plots/scaling-efficiency.svg"), "oversubscribed (ranks x threads > 2 CPUs)");
+    expect_svg(tp("hand/plots/logreg-scaling-breakdown.svg"), "compute", "comm. (exposed)", "optimizer",
+               "comm. hidden", "(oversubscribed)");
+    /* speedup t1/tN: 10/6 and 10/5; efficiency over N: 0.83 and 0.50 */
+    char *md = slurp(tp("hand/report.md"), NULL), *html = slurp(tp("hand/report.html"), NULL);
+    assert_non_null(md);
+    assert_non_null(html);
+    const char *want[] = {"## Data-parallel scaling", "Measured on this machine, testhost, 2 CPUs online",
+                          "| logreg strong (global batch 64) | 2 | 1 | 64 | 6 | 1.067e+04 | 1.67 | 0.83 | 3.6 | 1.8 | 3 | 0.5 | 0.1 | no |",
+                          "| logreg strong (global batch 64) | 4 | 1 | 64 | 5 | 1.28e+04 | 2.00 | 0.50 | 3 | 1.5 | 2.5 | 0.5 | 0.1 | yes (4 x 1 > 2 CPUs) |",
+                          "![scaling-speedup](plots/scaling-speedup.png)", "4 ranks x 1 thread (oversubscribed): speedup 2.00"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(md, want[i])) fail_msg("report.md has no '%s':\n%s", want[i], md);
+    if (strstr(md, "Projection")) fail_msg("report.md has a projection without projection/projection.md");
+    free(md), free(html);
+    /* a projection beside it: its figure inlined and its table, after a separator, said to be not measured */
+    mkdir(tp("hand/projection"), 0755);
+    mkdir(tp("hand/projection/plots"), 0755);
+    char *svg = slurp(tp("hand/plots/scaling-speedup.svg"), NULL);
+    assert_non_null(svg);
+    write_ini("hand/projection/plots/projection.svg", svg);
+    free(svg);
+    write_ini("hand/projection/projection.md", "# Projection (model)\n\nAn alpha-beta model.\n\n"
+                                               "![projection](plots/projection.png)\n\n| gpus | step ms |\n|---|---|\n"
+                                               "| 8 | 1.5 |\n| 1024 | 7.25 |\n");
+    RUN(&r, "report", tp("hand"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    md = slurp(tp("hand/report.md"), NULL), html = slurp(tp("hand/report.html"), NULL);
+    const char *want2[] = {"## Projection (not measured)", "Nothing in this section was measured",
+                           "![projection](projection/plots/projection.png)", "| 1024 | 7.25 |", "An alpha-beta model."};
+    for (size_t i = 0; i < sizeof want2 / sizeof want2[0]; i++)
+        if (!strstr(md, want2[i])) fail_msg("report.md has no '%s'", want2[i]);
+    const char *p = strstr(html, "Projection (not measured)</h2>"), *m = strstr(html, "Data-parallel scaling</h2>");
+    if (!p || !m || p < m || !strstr(p, "<td>7.25</td>") || !strstr(p, "<svg"))
+        fail_msg("report.html: no projection section after the measured scaling, with its table and figure");
+    free(md), free(html);
+
+    /* the real thing: logreg at 1 and 2 ranks, one thread each */
+    need_mpi();
+    const char *ini = write_ini("scal.ini", "[sweep]\nname = scal\n[run]\nworkload = logreg\noptimizer = sgd\n"
+                                            "lr = 0.1\nsteps = 30\neval-every = 10\nbatch = 64\nthreads = 1\nranks = 1, 2\n");
+    RUN(&r, "sweep", ini, "-j", "2", "--quiet", "--out", tp("scal"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    RUN(&r, "report", tp("scal"));
+    expect_exit(&r, 0);
+    res_free(&r);
+    for (int i = 0; i < 3; i++) expect_png(tp("scal/plots/%s.png", figs[i]));
+    expect_svg(tp("scal/plots/scaling-speedup.svg"), "logreg strong (global batch 64)");
+    md = slurp(tp("scal/report.md"), NULL);
+    assert_non_null(md);
+    if (!strstr(md, "## Data-parallel scaling") || !strstr(md, "| logreg strong (global batch 64) | 2 | 1 | 64 |"))
+        fail_msg("report.md of a 1- and 2-rank sweep has no scaling section and table:\n%s", md);
+    free(md);
+}
+
 static void test_topology_and_bind(void **state)
 {
     (void)state;
@@ -2572,6 +2669,7 @@ int main(void)
         T(test_plot_and_report),
         T(test_ranks_equivalence),
         T(test_ranks_faults),
+        T(test_scaling_plot_and_report),
         T(test_topology_and_bind),
         T(test_bench_comm),
         T(test_bench_comm_wrong_sum),
