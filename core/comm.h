@@ -65,5 +65,8 @@ ds_status ds_comm_mpi_create(struct ds_backend *be, struct ds_comm *out, struct 
 int ds_comm_mpi_built(void);
 /* Whether an MPI launcher (mpirun, srun) started this process. */
 int ds_comm_mpi_launched(void);
+/* The process count the launcher says it started (1 without a launcher; 0
+ * when a launcher does not say). */
+int ds_comm_mpi_launched_size(void);
 
 #endif

@@ -34,6 +34,7 @@ int ds_comm_mpi_built(void) { return DS_WITH_MPI; }
 struct mpi_job {
     float *buf;
     size_t n;
+    double t_start; /* when it was started (queued) */
 };
 
 struct mpi_ctx {
@@ -57,7 +58,9 @@ struct mpi_ctx {
     int hurry;            /* the main thread is waiting: poll without pausing (under mu) */
     pthread_cond_t hurry_cv; /* signalled when hurry is set: ends a pause at once */
     ds_status st;         /* the first failure since the last wait_all */
-    double busy_s;        /* in-flight seconds since the last wait_all */
+    double busy_s;        /* in-flight seconds since the last wait_all: the union of
+                             each job's [started, done], waiting for the worker included */
+    double busy_end;      /* the end of the last interval counted in busy_s */
     struct ds_comm self;  /* the worker's copy of the communicator (the caller's may move) */
 };
 
@@ -118,7 +121,7 @@ static ds_status wait_req_on(struct ds_comm *c, MPI_Request *req, const char *wh
                 ts.tv_nsec += pause_ns;
                 if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
                 pthread_cond_timedwait(&pol->hurry_cv, &pol->mu, &ts);
-                if (pause_ns < 200000L) pause_ns *= 2;
+                if (pause_ns < 400000L) pause_ns *= 2;
             }
             pthread_mutex_unlock(&pol->mu);
         }
@@ -151,15 +154,22 @@ static ds_status allreduce_f32(struct ds_comm *c, float *buf, size_t n, struct m
     return DS_OK;
 }
 
-/* Runs job i (not under the lock) and records it. */
+/* Runs a job (not under the lock) and records it; once one has failed the
+ * rest are only marked done: the ranks no longer agree on what is summed. */
 static void run_job(struct ds_comm *c, struct mpi_job job, struct mpi_ctx *pol)
 {
     struct mpi_ctx *x = c->ctx;
-    double t0 = now_s();
-    ds_status st = allreduce_f32(c, job.buf, job.n, pol);
+    pthread_mutex_lock(&x->mu);
+    int skip = x->st != DS_OK;
+    pthread_mutex_unlock(&x->mu);
+    ds_status st = skip ? DS_OK : allreduce_f32(c, job.buf, job.n, pol);
     double t1 = now_s();
     pthread_mutex_lock(&x->mu);
-    x->busy_s += t1 - t0;
+    if (!skip) {
+        double from = job.t_start > x->busy_end ? job.t_start : x->busy_end;
+        if (t1 > from) x->busy_s += t1 - from;
+        if (t1 > x->busy_end) x->busy_end = t1;
+    }
     if (st != DS_OK && x->st == DS_OK) x->st = st;
     x->done++;
     pthread_cond_broadcast(&x->idle);
@@ -187,8 +197,8 @@ static ds_status mpi_iallreduce(struct ds_comm *c, float *buf, size_t n)
 {
     struct mpi_ctx *x = c->ctx;
     pthread_mutex_lock(&x->mu);
-    if (x->queued == x->cap) {
-        size_t cap = x->cap ? 2 * x->cap : 64;
+    if (x->queued == x->cap) { /* past the 1024 made at creation: a model of >1024 buckets */
+        size_t cap = x->cap ? 2 * x->cap : 1024;
         struct mpi_job *j = realloc(x->jobs, cap * sizeof *j);
         if (!j) {
             pthread_mutex_unlock(&x->mu);
@@ -196,7 +206,7 @@ static ds_status mpi_iallreduce(struct ds_comm *c, float *buf, size_t n)
         }
         x->jobs = j, x->cap = cap;
     }
-    x->jobs[x->queued++] = (struct mpi_job){buf, n};
+    x->jobs[x->queued++] = (struct mpi_job){buf, n, now_s()};
     pthread_cond_signal(&x->work);
     pthread_mutex_unlock(&x->mu);
     return DS_OK;
@@ -219,7 +229,7 @@ static ds_status mpi_wait_all(struct ds_comm *c, double *busy_s)
     pthread_mutex_lock(&x->mu);
     ds_status st = x->st;
     if (busy_s) *busy_s = x->busy_s;
-    x->st = DS_OK, x->busy_s = 0.0;
+    x->st = DS_OK, x->busy_s = x->busy_end = 0.0;
     x->queued = x->taken = x->done = 0;
     pthread_mutex_unlock(&x->mu);
     return st;
@@ -401,6 +411,9 @@ ds_status ds_comm_mpi_create(struct ds_backend *be, struct ds_comm *out, struct 
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&x->hurry_cv, &ca);
     pthread_condattr_destroy(&ca);
+    x->cap = 1024; /* started sums per step; grown (once) only for more buckets */
+    x->jobs = calloc(x->cap, sizeof *x->jobs);
+    if (!x->jobs) x->cap = 0;
     x->self = *out;
     x->threaded = provided >= MPI_THREAD_SERIALIZED && out->size > 1 &&
                   pthread_create(&x->worker, NULL, worker_main, &x->self) == 0;
@@ -426,4 +439,14 @@ int ds_comm_mpi_launched(void)
 {
     return getenv("OMPI_COMM_WORLD_SIZE") != NULL || getenv("PMI_SIZE") != NULL ||
            getenv("PMIX_RANK") != NULL;
+}
+
+int ds_comm_mpi_launched_size(void)
+{
+    const char *names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *e = getenv(names[i]);
+        if (e && atoi(e) > 0) return atoi(e);
+    }
+    return ds_comm_mpi_launched() ? 0 : 1;
 }

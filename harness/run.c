@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -44,6 +45,14 @@ ds_status ds_session_open(struct ds_session *s, int argc, char **argv, struct ds
     st = ds_backend_create(c->backend, (int)c->threads, &s->be, err);
     if (st != DS_OK) return st;
     s->have_be = 1;
+    /* `mpirun -np 4 descent run` without --ranks 4 would be four separate
+     * one-rank runs writing one folder: refuse it */
+    int launched = ds_comm_mpi_launched_size();
+    if (c->ranks == 1 && launched > 1)
+        return ds_err_set(err, DS_ERR_USAGE,
+                          "--ranks 1, but the launcher started %d processes: add --ranks %d "
+                          "(or run descent run --ranks %d without mpirun)",
+                          launched, launched, launched);
     st = ds_comm_create(c->ranks > 1 ? "mpi" : "local", &s->be, &s->comm, err);
     if (st != DS_OK) return st;
     s->have_comm = 1;
@@ -210,6 +219,13 @@ static const char *const ds_summary_results[] = {
      * not; comm_mb what this rank passed to collectives per step */
     "comm_total_ms", "comm_mb", "buckets"};
 
+static volatile sig_atomic_t launched_job; /* mpirun's pid while ds_launch_ranks waits */
+
+static void forward_signal(int sig)
+{
+    if (launched_job > 0) kill((pid_t)launched_job, sig);
+}
+
 /* descent run --ranks N, not under a launcher yet: runs `mpirun -np N
  * descent run ...` (the same arguments), so every rank runs this same
  * command; returns the job's exit code. */
@@ -248,8 +264,12 @@ int ds_launch_ranks(long ranks, const char *command, int argc, char **argv)
         setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
     }
     fflush(stdout), fflush(stderr);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
+        /* mpirun (and with it the ranks) ends if this launcher dies */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent) _exit(1);
         execvp("mpirun", a);
         fprintf(stderr, "descent: --ranks %ld needs Open MPI's mpirun: %s (apt-get install openmpi-bin)\n",
                 ranks, strerror(errno));
@@ -260,11 +280,27 @@ int ds_launch_ranks(long ranks, const char *command, int argc, char **argv)
         fprintf(stderr, "descent: --ranks: fork: %s\n", strerror(errno));
         return 1;
     }
+    /* a signal that would end this launcher (a sweep stopping its run,
+     * Ctrl-C) goes to mpirun, which ends the ranks, and the launcher then
+     * reports the job's end as usual */
+    launched_job = pid;
+    struct sigaction sa, old_sa[3];
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward_signal;
+    sigemptyset(&sa.sa_mask);
+    const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
+    for (int i = 0; i < 3; i++) sigaction(sigs[i], &sa, &old_sa[i]);
     /* the job's exit in descent's terms: 0 ok, 2 bad input, 1 anything else
      * (a rank that crashed or was killed: mpirun has named it) */
     int wst;
     while (waitpid(pid, &wst, 0) < 0)
-        if (errno != EINTR) return 1;
+        if (errno != EINTR) {
+            wst = -1;
+            break;
+        }
+    for (int i = 0; i < 3; i++) sigaction(sigs[i], &old_sa[i], NULL);
+    launched_job = 0;
+    if (wst == -1) return 1;
     if (WIFEXITED(wst) && (WEXITSTATUS(wst) == 0 || WEXITSTATUS(wst) == 2)) return WEXITSTATUS(wst);
     return 1;
 }
@@ -565,6 +601,27 @@ int ds_cmd_run(int argc, char **argv)
         interval_steps++;
     }
     if (st != DS_OK) status = "failed";
+    /* Data parallel: each phase as the slowest rank (the most compute) saw
+     * it, the rank the others wait for; rank 0 may have the fewest rows. */
+    if (st == DS_OK && s.comm.size > 1) {
+        int P = s.comm.size;
+        double *v = calloc((size_t)P * 4, sizeof *v);
+        DS_ASSERT(v != NULL);
+        double *mine = v + 4 * (size_t)s.comm.rank;
+        mine[0] = compute_s, mine[1] = comm_s, mine[2] = comm_total_s, mine[3] = opt_s;
+        st = s.comm.ops->allreduce_sum_host_f64(&s.comm, v, (size_t)P * 4);
+        if (st == DS_OK) {
+            int slow = 0;
+            for (int r = 1; r < P; r++)
+                if (v[4 * r] > v[4 * slow]) slow = r;
+            compute_s = v[4 * slow], comm_s = v[4 * slow + 1];
+            comm_total_s = v[4 * slow + 2], opt_s = v[4 * slow + 3];
+        } else {
+            ds_err_set(&err, st, "gathering the ranks' step times failed");
+            status = "failed";
+        }
+        free(v);
+    }
 
     /* Final measurements and summary. */
     double final_train = NAN, final_train_metric = NAN;

@@ -77,6 +77,15 @@ int ds_trainer_set_buckets(struct ds_trainer *tr, size_t bytes)
     return tr->n_buckets;
 }
 
+/* A collective failed on this rank: the ranks now disagree, so the job ends
+ * (every rank), saying which rank and what. */
+static void comm_failed(struct ds_trainer *tr, const char *what, ds_status st)
+{
+    fprintf(stderr, "descent: rank %d of %d: %s failed (%s); ending the job\n", tr->comm->rank,
+            tr->comm->size, what, ds_status_text(st));
+    tr->comm->ops->abort(tr->comm, 1);
+}
+
 /* Starts the sums of every bucket whose gradients are final: grads[lo, end).
  * Called by backward (ds_pass.grads_ready) and once after it. */
 static void grads_ready(void *ctx, size_t lo)
@@ -89,18 +98,9 @@ static void grads_ready(void *ctx, size_t lo)
         for (size_t o = a; o < b; o += piece) {
             size_t m = b - o < piece ? b - o : piece;
             ds_status st = tr->comm->ops->iallreduce_sum(tr->comm, tr->task->grads + o, m);
-            if (st != DS_OK && tr->comm_st == DS_OK) tr->comm_st = st;
+            if (st != DS_OK) comm_failed(tr, "starting a gradient allreduce", st);
         }
     }
-}
-
-/* A collective failed on this rank: the ranks now disagree, so the job ends
- * (every rank), saying which rank and what. */
-static void comm_failed(struct ds_trainer *tr, const char *what, ds_status st)
-{
-    fprintf(stderr, "descent: rank %d of %d: %s failed (%s); ending the job\n", tr->comm->rank,
-            tr->comm->size, what, ds_status_text(st));
-    tr->comm->ops->abort(tr->comm, 1);
 }
 
 size_t ds_trainer_state_bytes(const struct ds_trainer *tr)
@@ -138,7 +138,6 @@ void ds_trainer_step(struct ds_trainer *tr, const int32_t *idx, int n, struct ds
     if (overlap) {
         pass.grads_ready = grads_ready, pass.ready_ctx = tr;
         tr->next_bucket = 0;
-        tr->comm_st = DS_OK;
     }
     double loss_sum = task->ops->loss_grad(task, idx + lo, hi - lo, &pass, 1.0f / (float)n);
     be->ops->sync(be);
@@ -146,13 +145,15 @@ void ds_trainer_step(struct ds_trainer *tr, const int32_t *idx, int n, struct ds
     /* the gradient this rank steps with: all of it, or (zero1) its shard */
     float *g = task->grads;
     size_t g0 = 0; /* g's offset in the flat buffer */
-    double sq, busy = 0.0, t_wait = t1, gather_s = 0.0;
+    double sq = 0.0, busy = 0.0, t_wait = t1, gather_s = 0.0, norm_s = 0.0;
     ds_status st = DS_OK;
     if (tr->zero1) {
         st = tr->comm->ops->reduce_scatter_sum(tr->comm, task->grads, tr->shard_grad, tr->counts);
         if (st != DS_OK) comm_failed(tr, "gradient reduce-scatter", st);
         g = tr->shard_grad, g0 = tr->lo;
+        double tn = ds_now();
         sq = tr->n_shard ? be->ops->dot(be, tr->n_shard, g, g) : 0.0;
+        norm_s = ds_now() - tn;
         double both[2] = {loss_sum, sq};
         st = tr->comm->ops->allreduce_sum_host_f64(tr->comm, both, 2);
         loss_sum = both[0], sq = both[1];
@@ -161,17 +162,16 @@ void ds_trainer_step(struct ds_trainer *tr, const int32_t *idx, int n, struct ds
         if (overlap) {
             grads_ready(tr, 0); /* what backward did not start (a rank with no rows starts all) */
             st = tr->comm->ops->wait_all(tr->comm, &busy);
-            if (st == DS_OK) st = tr->comm_st;
             if (st != DS_OK) comm_failed(tr, "gradient allreduce", st);
             t_wait = ds_now();
         }
         st = tr->comm->ops->allreduce_sum_host_f64(tr->comm, &loss_sum, 1);
-        sq = be->ops->dot(be, np, task->grads, task->grads);
         info->comm_bytes = P > 1 ? (double)np * sizeof(float) + sizeof loss_sum : 0.0;
     }
     if (st != DS_OK) comm_failed(tr, "loss allreduce", st);
     be->ops->sync(be);
     double t2 = ds_now();
+    if (!tr->zero1) sq = be->ops->dot(be, np, task->grads, task->grads); /* the optimizer's part */
 
     info->loss = loss_sum / (double)n;
     double norm = sqrt(sq);
@@ -207,12 +207,14 @@ void ds_trainer_step(struct ds_trainer *tr, const int32_t *idx, int n, struct ds
     be->ops->sync(be);
     double t3 = ds_now();
     info->compute_s = t1 - t0;
-    /* zero1's all-gather runs inside the optimizer phase but is comm */
-    info->comm_s = t2 - t1 + gather_s;
-    info->optimizer_s = t3 - t2 - gather_s;
+    /* zero1's all-gather runs inside the optimizer phase but is comm; its
+     * shard's norm runs inside the comm phase but is the optimizer's */
+    info->comm_s = t2 - t1 - norm_s + gather_s;
+    info->optimizer_s = t3 - t2 + norm_s - gather_s;
     /* without overlap every collective is exposed; with it, the buckets'
-     * in-flight time plus the loss sum after them */
-    info->comm_total_s = (overlap ? busy + (t2 - t_wait) : t2 - t1) + gather_s;
+     * in-flight time plus the loss sum after them (at least what was
+     * exposed: waking the main thread after the last sum is comm too) */
+    info->comm_total_s = overlap ? fmax(busy + (t2 - t_wait), info->comm_s) : info->comm_s;
 }
 
 ds_status ds_sampler_init(struct ds_sampler *s, int64_t n, int64_t batch, int shuffle,

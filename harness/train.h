@@ -50,7 +50,6 @@ struct ds_trainer {
     int n_buckets;
     size_t *bucket_lo;            /* [n_buckets] descending, owned */
     int next_bucket;              /* the next one to start, during a step */
-    ds_status comm_st;            /* the first failure starting one, during a step */
 };
 
 /* Buckets close at 32 KiB (whole tensors, so most hold one or a few

@@ -2402,6 +2402,34 @@ static void test_ranks_faults(void **state)
         expect_no_process_for(out);
     }
     unsetenv("DESCENT_COMM_TIMEOUT");
+
+    /* The launcher killed (as a sweep stops a run, or Ctrl-C): mpirun and
+     * the ranks go with it, within 30 s. */
+    const char *out = tp("killed");
+    char *argv[] = {(char *)descent_bin(), "run", "--workload", "logreg", "--steps", "100000000",
+                    "--ranks", "2", "--threads", "1", "--out", (char *)out, NULL};
+    pid_t pid;
+    assert_int_equal(spawn_to(argv[0], argv, tp("killed.out"), tp("killed.err"), &pid), 0);
+    for (int i = 0; i < 600 && !file_exists(tp("killed/curve.csv")); i++) sleep_s(0.05);
+    if (!file_exists(tp("killed/curve.csv"))) fail_msg("the 2-rank run did not start within 30 s");
+    double t0 = now_s();
+    kill(pid, SIGTERM);
+    wait_for(pid, 30, "descent run --ranks 2 after SIGTERM");
+    expect_no_process_for(out);
+    print_message("# launcher killed: mpirun and both ranks gone after %.1f s\n", now_s() - t0);
+
+    /* Started by mpirun without --ranks: refused, not N separate runs on one folder */
+    if (geteuid() == 0) {
+        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    }
+    struct res r;
+    char *mv[] = {"mpirun", "-np", "2", "--oversubscribe", (char *)descent_bin(), "run", "--workload", "logreg",
+                  "--steps", "10", "--out", (char *)tp("noranks"), NULL};
+    assert_int_equal(run_prog(&r, "/usr/bin/mpirun", mv), 0);
+    if (!strstr(r.err, "add --ranks 2")) fail_msg("mpirun -np 2 descent run without --ranks" SHOW, SHOWARGS(&r));
+    if (file_exists(tp("noranks/summary.csv"))) fail_msg("mpirun -np 2 without --ranks wrote a summary");
+    res_free(&r);
 }
 
 
