@@ -303,9 +303,9 @@ table="$OUT/table.txt"
             done
         done
     done
-    echo "descent: compute = forward+backward, comm_exp = allreduce of the gradients + loss + gradient norm" \
+    echo "descent: compute = forward+backward, comm_exp = allreduce of the gradients + loss" \
         "(exposed: what the step waited for), comm_total = in flight (overlapped with backward or not)," \
-        "comm_MB per rank per step, buckets = gradient buckets (when descent reports them), optim = optimizer step"
+        "comm_MB per rank per step, buckets = gradient buckets (when descent reports them), optim = gradient norm + optimizer step"
     echo "pytorch: fwd = zero_grad+batch+forward+loss, bwd(+ar) = backward (t2: with DDP's allreduce)," \
         "opt = Adam step, ar alone = one allreduce of all gradients after training, buckets = DDP's"
 } >"$table"
