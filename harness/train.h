@@ -58,9 +58,12 @@ struct ds_trainer {
  * what lets the last layers' sums run behind the first layers' backward.
  * A started sum costs ~10-30 us on Open MPI's shared memory: a few per step. */
 #define DS_BUCKET_BYTES_DEFAULT ((size_t)32 << 10)
-/* The most one started sum carries: Open MPI's shared-memory allreduce
- * halves its speed from 32 MiB (a fresh temporary buffer per call). */
-#define DS_BUCKET_PIECE_BYTES ((size_t)16 << 20)
+/* The most one started sum carries: Open MPI's shared-memory allreduce is
+ * fastest at 1-4 MiB here (descent bench-comm, 2 ranks: 4.0-4.9 GB/s at its
+ * best), 1.6 GB/s at 16 MiB and under 1 GB/s from 32 MiB, where it makes a
+ * fresh temporary buffer per call. (The classic CNN's 12.8 MB layer, split
+ * or not, is hidden behind its convolutions' backward either way.) */
+#define DS_BUCKET_PIECE_BYTES ((size_t)4 << 20)
 
 struct ds_step_info {
     double loss;       /* mean loss of the batch */
