@@ -164,11 +164,18 @@ struct ds_backend {
  * DS_ERR_UNSUPPORTED with a message listing the choices. */
 ds_status ds_backend_create(const char *name, int threads, struct ds_backend *out,
                             struct ds_err *err);
+/* The same with the GPU's GEMM precision: tf32 lets cuBLAS use TF32 tensor
+ * cores (--tf32 on); ignored by the cpu backend. */
+ds_status ds_backend_create_tf32(const char *name, int threads, int tf32, struct ds_backend *out,
+                                 struct ds_err *err);
 void ds_backend_destroy(struct ds_backend *be);
 /* Comma-separated names of all backends and whether each is built. */
 const char *ds_backend_list(void);
 
 /* Implementations. */
 ds_status ds_backend_cpu_create(int threads, struct ds_backend *out, struct ds_err *err);
+/* backend_cuda.cu (built when nvcc is found): DS_ERR_UNSUPPORTED with a
+ * message when no GPU is usable. tf32: cuBLAS may use TF32 tensor cores. */
+ds_status ds_backend_cuda_create(int tf32, struct ds_backend *out, struct ds_err *err);
 
 #endif

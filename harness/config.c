@@ -71,6 +71,7 @@ static const struct ds_key ds_keys_[] = {
     {"shuffle", K_BOOL, F(shuffle), 0, 1, 0, 0, "on", NULL, NULL, 0, "reshuffle every epoch (off: file order)"},
     {"target", K_F64, F(target), -INF, INF, 1, 1, NULL, NULL, NULL, 0, "eval metric to reach: records steps and seconds to it"},
     {"backend", K_STR, F(backend), 0, 0, 0, 0, "cpu", NULL, NULL, 0, "cpu or cuda"},
+    {"tf32", K_BOOL, F(tf32), 0, 1, 0, 0, "off", NULL, NULL, 0, "cuda: let cuBLAS use TF32 tensor cores (off: full float32 GEMMs, for parity with the CPU)"},
     {"threads", K_LONG, F(threads), 0, 4096, 0, 0, "0", NULL, NULL, 0, "CPU threads (0: one per core)"},
     {"ranks", K_LONG, F(ranks), 1, 4096, 0, 0, "1", NULL, NULL, 0, "data-parallel CPU processes over MPI"},
     {"gpus", K_LONG, F(gpus), 0, 4096, 0, 0, "0", NULL, NULL, 0, "data-parallel GPU ranks over NCCL"},

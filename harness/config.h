@@ -37,6 +37,7 @@ struct ds_config {
     char bind[16];
     int zero1;
     long bucket_kb;
+    int tf32;
     /* workload parameters */
     long dim, n_train, n_eval;
     double kappa, noise, margin, label_noise;

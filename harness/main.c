@@ -88,7 +88,16 @@ static int cmd_info(void)
     } else {
         printf("topology: %s\n", err.msg);
     }
-    printf("backends: %s (cuda: not built)\n", ds_backend_list());
+    struct ds_backend gpu;
+    struct ds_err gerr = {{0}};
+    if (strstr(ds_backend_list(), "cuda") == NULL) {
+        printf("backends: %s (cuda: not built: nvcc was not found)\n", ds_backend_list());
+    } else if (ds_backend_create("cuda", 0, &gpu, &gerr) == DS_OK) {
+        printf("backends: %s; %s\n", ds_backend_list(), gpu.ops->describe(&gpu));
+        ds_backend_destroy(&gpu);
+    } else {
+        printf("backends: %s (%s)\n", ds_backend_list(), gerr.msg);
+    }
     printf("comm:     %s (%snccl: not built)\n", ds_comm_list(), ds_comm_mpi_built() ? "" : "mpi, ");
     return 0;
 }

@@ -42,7 +42,7 @@ ds_status ds_session_open(struct ds_session *s, int argc, char **argv, struct ds
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         c->threads = ncpu / c->ranks > 0 ? ncpu / c->ranks : 1;
     }
-    st = ds_backend_create(c->backend, (int)c->threads, &s->be, err);
+    st = ds_backend_create_tf32(c->backend, (int)c->threads, c->tf32, &s->be, err);
     if (st != DS_OK) return st;
     s->have_be = 1;
     /* `mpirun -np 4 descent run` without --ranks 4 would be four separate
