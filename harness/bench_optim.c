@@ -39,16 +39,19 @@ struct ds_bench_optim_args {
     long long n;       /* parameters */
     long long threads; /* 0: one per core, as `run --threads 0` */
     long long repeat;  /* timed steps (and triads) */
+    const char *backend; /* cpu: against a triad; cuda: against a device-to-device copy */
 };
 
 static void bench_usage(FILE *f)
 {
     fprintf(f,
-            "usage: descent bench-optim [--optimizer adam] [--n 10000000] [--threads 2] [--repeat 30]\n"
+            "usage: descent bench-optim [--optimizer adam] [--n 10000000] [--threads 2] [--repeat 30] [--backend cpu]\n"
             "  times one optimizer step over n float32 parameters (median of --repeat, after %d\n"
             "  warm-up steps) and, alternating with it, a STREAM triad over arrays as large as\n"
             "  the step's buffers, same threads; GB/s count bytes as STREAM does (no write-allocate);\n"
-            "  prints a table and one line 'bench-optim key=value ...' for scripts.\n",
+            "  prints a table and one line 'bench-optim key=value ...' for scripts. --backend cuda:\n"
+            "  the step on the GPU against cudaMemcpy device to device over the same footprint\n"
+            "  (read + write counted), the GPU's ceiling for a memory-bound step.\n",
             DS_BENCH_WARMUP);
 }
 
@@ -79,7 +82,8 @@ static void optim_names(char *buf, size_t size)
 static ds_status parse_args(int argc, char **argv, struct ds_bench_optim_args *a, int *help,
                             struct ds_err *err)
 {
-    *a = (struct ds_bench_optim_args){.optimizer = "adam", .n = 10000000, .threads = 2, .repeat = 30};
+    *a = (struct ds_bench_optim_args){.optimizer = "adam", .n = 10000000, .threads = 2, .repeat = 30,
+                                      .backend = "cpu"};
     *help = 0;
     for (int i = 0; i < argc; i++) {
         const char *f = argv[i];
@@ -88,10 +92,11 @@ static ds_status parse_args(int argc, char **argv, struct ds_bench_optim_args *a
             return DS_OK;
         }
         int known = strcmp(f, "--optimizer") == 0 || strcmp(f, "--n") == 0 ||
-                    strcmp(f, "--threads") == 0 || strcmp(f, "--repeat") == 0;
+                    strcmp(f, "--threads") == 0 || strcmp(f, "--repeat") == 0 ||
+                    strcmp(f, "--backend") == 0;
         if (!known)
             return ds_err_set(err, DS_ERR_USAGE,
-                              "bench-optim: unknown option '%s' (valid: --optimizer, --n, --threads, --repeat)", f);
+                              "bench-optim: unknown option '%s' (valid: --optimizer, --n, --threads, --repeat, --backend)", f);
         if (i + 1 >= argc) return ds_err_set(err, DS_ERR_USAGE, "bench-optim %s needs a value", f);
         const char *v = argv[++i];
         ds_status st = DS_OK;
@@ -102,6 +107,11 @@ static ds_status parse_args(int argc, char **argv, struct ds_bench_optim_args *a
                 return ds_err_set(err, DS_ERR_USAGE, "bench-optim --optimizer: unknown '%s' (valid: %s)", v, names);
             }
             a->optimizer = v;
+        } else if (strcmp(f, "--backend") == 0) {
+            if (strcmp(v, "cpu") != 0 && strcmp(v, "cuda") != 0)
+                return ds_err_set(err, DS_ERR_USAGE, "bench-optim --backend: unknown '%s' (valid: %s)", v,
+                                  ds_backend_list());
+            a->backend = v;
         } else if (strcmp(f, "--n") == 0) {
             st = parse_count(f, v, 1, 1000000000000LL, &a->n, err);
         } else if (strcmp(f, "--threads") == 0) {
@@ -178,9 +188,14 @@ int ds_cmd_bench_optim(int argc, char **argv)
                                a.n, need / 1e9, (double)pages * (double)page / 1e9), &err);
 
     struct ds_backend be;
-    st = ds_backend_create("cpu", (int)a.threads, &be, &err);
+    st = ds_backend_create(a.backend, (int)a.threads, &be, &err);
     if (st != DS_OK) return fail(st, &err);
     const int threads = be.threads;
+    const int gpu = strcmp(a.backend, "cpu") != 0;
+    /* GPU ceiling: a device-to-device copy of half the footprint into the
+     * other half (reads and writes counted, as the step's bytes are) */
+    const size_t cp_bytes = (size_t)(step_footprint / 2.0) / 4 * 4;
+    void *cp_src = NULL, *cp_dst = NULL;
 
     float *p = be.ops->alloc(&be, n * sizeof(float));
     float *g = be.ops->alloc(&be, n * sizeof(float));
@@ -193,9 +208,17 @@ int ds_cmd_bench_optim(int argc, char **argv)
         st = ds_err_set(&err, DS_ERR_NOMEM, "bench-optim: out of memory for %lld parameters", a.n);
         goto done;
     }
-    ta = aligned_alloc(64, triad_alloc);
-    tb = aligned_alloc(64, triad_alloc);
-    tc = aligned_alloc(64, triad_alloc);
+    if (gpu) {
+        cp_src = be.ops->alloc(&be, cp_bytes);
+        cp_dst = be.ops->alloc(&be, cp_bytes);
+        if (!cp_src || !cp_dst) {
+            st = ds_err_set(&err, DS_ERR_NOMEM, "bench-optim: out of GPU memory for a copy of %zu bytes", cp_bytes);
+            goto done;
+        }
+    }
+    ta = aligned_alloc(64, gpu ? 64 : triad_alloc);
+    tb = aligned_alloc(64, gpu ? 64 : triad_alloc);
+    tc = aligned_alloc(64, gpu ? 64 : triad_alloc);
     if (!ta || !tb || !tc) {
         st = ds_err_set(&err, DS_ERR_NOMEM, "bench-optim: out of memory for the triad's 3 x %zu floats", m);
         goto done;
@@ -214,7 +237,7 @@ int ds_cmd_bench_optim(int argc, char **argv)
     /* STREAM's initialisation: in parallel, with the triad's own schedule, so
      * each thread's pages are first touched by that thread (NUMA placement). */
 #pragma omp parallel for schedule(static) num_threads(threads)
-    for (size_t i = 0; i < m; i++) {
+    for (size_t i = 0; i < (gpu ? 1 : m); i++) {
         ta[i] = 0.0f;
         tb[i] = 1.0f;
         tc[i] = 2.0f;
@@ -229,7 +252,12 @@ int ds_cmd_bench_optim(int argc, char **argv)
         be.ops->optim_step(&be, opt, &hyper, &sc, n, p, g, state);
         be.ops->sync(&be);
         double t1 = ds_now();
-        triad(m, ta, tb, tc, threads);
+        if (gpu) {
+            be.ops->copy(&be, cp_dst, cp_src, cp_bytes);
+            be.ops->sync(&be);
+        } else {
+            triad(m, ta, tb, tc, threads);
+        }
         double t2 = ds_now();
         if (r >= 0) {
             t_step[r] = t1 - t0;
@@ -238,7 +266,9 @@ int ds_cmd_bench_optim(int argc, char **argv)
     }
     /* STREAM's check, which also keeps the triad's stores observable. */
     const float want = 1.0f + DS_BENCH_TRIAD_SCALAR * 2.0f;
-    if (ta[0] != want || ta[m / 2] != want || ta[m - 1] != want || !isfinite(p[n - 1])) {
+    float p_last;
+    be.ops->download(&be, &p_last, p + (n - 1), sizeof p_last);
+    if ((!gpu && (ta[0] != want || ta[m / 2] != want || ta[m - 1] != want)) || !isfinite(p_last)) {
         st = ds_err_set(&err, DS_ERR_INTERNAL, "bench-optim: triad or step produced wrong values");
         goto done;
     }
@@ -250,7 +280,8 @@ int ds_cmd_bench_optim(int argc, char **argv)
     }
     const double step_s = median(t_step, a.repeat), triad_s = median(t_triad, a.repeat);
     const double params_per_s = (double)n / step_s;
-    const double step_gbs = step_bytes / step_s / 1e9, triad_gbs = triad_bytes / triad_s / 1e9;
+    const double ceil_bytes = gpu ? 2.0 * (double)cp_bytes : triad_bytes;
+    const double step_gbs = step_bytes / step_s / 1e9, triad_gbs = ceil_bytes / triad_s / 1e9;
     const double ratio = step_gbs / triad_gbs;
 
     printf("bench-optim: %s over %lld float32 parameters; %s; median of %lld after %d warm-up\n",
@@ -260,14 +291,19 @@ int ds_cmd_bench_optim(int argc, char **argv)
     printf("%-26s %10.3f %10.3f %14.4g %9.2f  (3 + 2 x %d slots) x 4 = %d B/param: read p, g, slots; write p, slots = %.3f GB\n",
            "step (be->ops->optim_step)", step_s * 1e3, step_min * 1e3, params_per_s, step_gbs,
            slots, bytes_per_param, step_bytes / 1e9);
-    printf("%-26s %10.3f %10.3f %14.4g %9.2f  3 x %zu float32 (as large as p, g, slots): read b, c; write a = %.3f GB\n",
-           "triad a = b + s*c", triad_s * 1e3, triad_min * 1e3, (double)m / triad_s, triad_gbs,
-           m, triad_bytes / 1e9);
-    printf("step GB/s / triad GB/s: %.3f\n", ratio);
+    if (gpu)
+        printf("%-26s %10.3f %10.3f %14.4g %9.2f  cudaMemcpy device to device of %zu B: read + write = %.3f GB\n",
+               "copy (the ceiling)", triad_s * 1e3, triad_min * 1e3, (double)cp_bytes / 4 / triad_s, triad_gbs,
+               cp_bytes, ceil_bytes / 1e9);
+    else
+        printf("%-26s %10.3f %10.3f %14.4g %9.2f  3 x %zu float32 (as large as p, g, slots): read b, c; write a = %.3f GB\n",
+               "triad a = b + s*c", triad_s * 1e3, triad_min * 1e3, (double)m / triad_s, triad_gbs,
+               m, triad_bytes / 1e9);
+    printf("step GB/s / %s GB/s: %.3f\n", gpu ? "copy" : "triad", ratio);
     printf("bench-optim optimizer=%s n=%lld threads=%d repeat=%lld slots=%d bytes_per_param=%d "
-           "step_ms=%.4f params_per_s=%.0f step_gbs=%.3f triad_gbs=%.3f ratio=%.3f\n",
+           "step_ms=%.4f params_per_s=%.0f step_gbs=%.3f %s_gbs=%.3f ratio=%.3f backend=%s\n",
            opt->name, a.n, threads, a.repeat, slots, bytes_per_param, step_s * 1e3, params_per_s,
-           step_gbs, triad_gbs, ratio);
+           step_gbs, gpu ? "copy" : "triad", triad_gbs, ratio, a.backend);
 
 done:
     free(ta);
@@ -275,6 +311,8 @@ done:
     free(tc);
     free(t_step);
     free(t_triad);
+    be.ops->free(&be, cp_src);
+    be.ops->free(&be, cp_dst);
     be.ops->free(&be, state_buf);
     be.ops->free(&be, g);
     be.ops->free(&be, p);
