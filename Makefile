@@ -60,6 +60,16 @@ MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
 endif
 LDLIBS += $(MPI_LIBS)
 
+# STATIC_CPU=1 (make gpu-bundle): the CPU libraries Debian ships as .a are
+# linked statically, for a machine that has none of them (a GPU machine with
+# CUDA and PyTorch only); cJSON and cmocka ship no .a and travel beside the
+# binary in $(BUILD)/lib (rpath $ORIGIN/../lib), with libudev (hwloc's).
+ifeq ($(STATIC_CPU),1)
+LDLIBS := -fopenmp $(LDFLAGS_SAN) -Wl,-rpath,'$$ORIGIN/../lib:$$ORIGIN/lib' \
+          -Wl,-Bstatic -L$(OPENBLAS_DIR) -llapacke -lopenblas -lgfortran -lquadmath -linih -lcsv -lhwloc -lz \
+          -Wl,-Bdynamic -lcjson -l:libudev.so.1 -lm
+endif
+
 # Optional parts: reported, never silently assumed.
 NVCC := $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 ifeq ($(origin WITH_CUDA),undefined)
@@ -69,14 +79,29 @@ endif
 LIB_SRC := $(wildcard core/*.c optimizers/*.c workloads/*.c) \
            $(filter-out harness/main.c,$(wildcard harness/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+# The CUDA backend (core/*.cu, nvcc): built whenever nvcc is found, for sm_80
+# and sm_90 plus PTX (compute_90, which newer GPUs compile at load), so CI
+# always compiles it; run time without a GPU is a clear error, and the GPU
+# tests skip. cudart is linked statically, cuBLAS from the toolkit (rpath).
+ifeq ($(WITH_CUDA),1)
+CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_OBJ := $(patsubst %.cu,$(BUILD)/obj/%.o,$(wildcard core/*.cu))
+NVCCFLAGS := -std=c++17 -O2 -g -lineinfo -ccbin $(CC) \
+             -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90] \
+             -Xcompiler -Wall,-Wextra,-Werror -Werror all-warnings -DDS_WITH_CUDA=1
+LIB_OBJ += $(CUDA_OBJ)
+LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -lstdc++ -ldl -lrt -lpthread
+endif
+CFLAGS += -DDS_WITH_CUDA=$(WITH_CUDA)
+
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # Unit tests: everything but the tests that run the binary (command line, replay).
 UNIT_BIN := $(filter-out $(BUILD)/tests/test_cli $(BUILD)/tests/test_replay,$(TEST_BIN))
 
-.PHONY: all deps test test-unit test-sanitize baseline bench report-check peer-fmnist peer-ddp baselines-fmnist clean install help
+.PHONY: gpu-bundle gpu-check all deps test test-unit test-sanitize baseline bench report-check peer-fmnist peer-ddp baselines-fmnist clean install help
 all: deps $(BUILD)/descent
-	@echo "built $(BUILD)/descent  [cuda: $(if $(filter 1,$(WITH_CUDA)),nvcc found at $(NVCC); the CUDA backend is not written yet,not found)] [mpi: $(if $(filter 1,$(WITH_MPI)),Open MPI,not built: no mpicc)] [nccl: not built]"
+	@echo "built $(BUILD)/descent  [cuda: $(if $(filter 1,$(WITH_CUDA)),CUDA backend built with $(NVCC),not built: no nvcc)] [mpi: $(if $(filter 1,$(WITH_MPI)),Open MPI,not built: no mpicc)] [nccl: not built]"
 
 # Installs what is missing when root; otherwise prints the one command to run.
 deps:
@@ -111,6 +136,11 @@ $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
 	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cu core/cuda_common.cuh core/backend.h core/philox.h optimizers/optim.h $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@echo "NVCC $<"
+	@$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
 $(BUILD)/libdescent.a: $(LIB_OBJ)
 	@rm -f $@
@@ -191,6 +221,21 @@ peer-fmnist: deps
 peer-ddp: deps
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/native NATIVE=1 $(BUILD)/native/descent
 	@DESCENT_BIN=$(BUILD)/native/descent sh harness/peers/peer_ddp.sh
+
+# The GPU check. `make gpu-bundle` (here) builds $(GPU_BUILD): descent and the
+# GPU tests with the CPU libraries static (STATIC_CPU=1) and without MPI, plus
+# the Fashion-MNIST IDX files, packed as $(GPU_BUILD)-bundle/bundle.tar.xz:
+# all a GPU machine without our Debian packages needs (carry that folder).
+# `make gpu-check` (there, or `sh harness/gpu_check.sh` where make is
+# missing) unpacks it, runs the GPU tests, then the benchmark, into OUT
+# (default results/gpu-check), the table last; under 6 minutes.
+GPU_BUILD ?= build-gpu
+gpu-bundle:
+	@$(MAKE) --no-print-directory BUILD=$(GPU_BUILD) WITH_MPI=0 STATIC_CPU=1 $(GPU_BUILD)/descent $(GPU_BUILD)/tests/test_cuda
+	@sh harness/gpu_bundle.sh $(GPU_BUILD)
+
+gpu-check:
+	@sh harness/gpu_check.sh
 
 # The Fashion-MNIST recipes whose results are results/baselines/fmnist/ (about
 # 25 minutes on 2 cores).

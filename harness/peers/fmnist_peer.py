@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""fmnist_peer.py: the PyTorch side of `make peer-fmnist`.
+"""fmnist_peer.py: the PyTorch side of `make peer-fmnist` (CPU) and `make gpu-check` (--device cuda).
 
 Trains the model descent trains (same nn.Sequential layout, batch, optimizer,
 threads; the same initial parameters when --init names descent's --save-init
@@ -8,13 +8,19 @@ accuracy and peak RSS; or, with --adam-bench N, times torch.optim.Adam steps
 over N parameters. Run it with Debian's /usr/bin/python3 (python3-torch).
 
 The timed step is what descent's step does: zero_grad, gather and convert the
-batch (uint8 -> float32 / 255), forward, loss, backward, optimizer step.
+batch (uint8 -> float32 / 255), forward, loss, backward, optimizer step. With
+--device cuda the model, Adam's state and the whole data set (uint8, uploaded
+once) live on the GPU, the batch is gathered and converted there, and each
+timed step is bracketed by torch.cuda.synchronize(); TF32 is off unless
+--tf32 on (descent's default), cudnn.benchmark is left at its default.
 
-  fmnist_peer.py --model mlp|cnn-small|softmax [--epochs 1] [--steps N] [--batch 128] [--lr 1e-3]
-                 [--threads 2] [--seed 1] [--init FILE.safetensors] [--data DIR] [--json]
+  fmnist_peer.py --model mlp|cnn|cnn-small|softmax [--epochs 1] [--steps N [--warmup W]]
+                 [--batch 128] [--lr 1e-3] [--threads 2] [--seed 1] [--init FILE.safetensors]
+                 [--data DIR] [--device cpu|cuda] [--tf32 off|on] [--json]
   fmnist_peer.py --adam-bench 10000000 [--threads 2] [--repeat 30] [--json]
 
-Exit codes: 0 ok, 2 bad usage or input (missing data, bad checkpoint).
+Needs torch only (numpy is not used). Exit codes: 0 ok, 2 bad usage or input
+(missing data, bad checkpoint, --device cuda without a usable GPU).
 """
 import argparse
 import gzip
@@ -31,7 +37,7 @@ import time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"
-MODELS = ("mlp", "cnn-small", "softmax")
+MODELS = ("mlp", "cnn", "cnn-small", "softmax")
 
 
 def die(msg):
@@ -40,7 +46,6 @@ def die(msg):
 
 
 try:
-    import numpy as np
     import torch
     import torch.nn as nn
 except ImportError as e:  # the pyenv python first on PATH has no torch
@@ -50,11 +55,11 @@ except ImportError as e:  # the pyenv python first on PATH has no torch
 # ------------------------------------------------------------------ data
 
 def read_idx(path):
-    """An IDX file (gzip or plain) as a numpy array: magic 0x0000TTDD, where
+    """An IDX file (gzip or plain) as a uint8 tensor: magic 0x0000TTDD, where
     TT = 0x08 is unsigned byte and DD the number of big-endian u32 dims."""
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rb") as f:
-        raw = f.read()
+        raw = bytearray(f.read())  # writable: torch.frombuffer warns on bytes
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         die("%s: not an unsigned-byte IDX file" % path)
     ndim = raw[3]
@@ -62,8 +67,10 @@ def read_idx(path):
     count = 1
     for d in dims:
         count *= d
-    data = np.frombuffer(raw, dtype=np.uint8, count=count, offset=4 + 4 * ndim)
-    return data.reshape(dims)
+    if len(raw) < 4 + 4 * ndim + count:
+        die("%s: truncated (%d bytes, dims %s)" % (path, len(raw), dims))
+    data = torch.frombuffer(raw, dtype=torch.uint8, count=count, offset=4 + 4 * ndim)
+    return data.reshape(dims).clone()
 
 
 def find_idx(folder, stem):
@@ -81,10 +88,9 @@ def load_fmnist(folder):
     for split, prefix in (("train", "train"), ("test", "t10k")):
         x = read_idx(find_idx(folder, prefix + "-images-idx3-ubyte"))
         y = read_idx(find_idx(folder, prefix + "-labels-idx1-ubyte"))
-        if x.shape[0] != y.shape[0] or x.shape[1:] != (28, 28):
-            die("%s: %s images %s and labels %s do not match" % (folder, split, x.shape, y.shape))
-        out[split] = (torch.from_numpy(x.reshape(x.shape[0], 784).copy()),
-                      torch.from_numpy(y.astype(np.int64)))
+        if x.shape[0] != y.shape[0] or tuple(x.shape[1:]) != (28, 28):
+            die("%s: %s images %s and labels %s do not match" % (folder, split, tuple(x.shape), tuple(y.shape)))
+        out[split] = (x.reshape(x.shape[0], 784).contiguous(), y.to(torch.int64))
     return out
 
 
@@ -97,6 +103,14 @@ def build_model(name):
                              nn.Linear(128, 10))
     if name == "softmax":
         return nn.Sequential(nn.Linear(784, 10))
+    if name == "cnn":
+        # descent's classic fmnist-cnn (workloads/fmnist.c), 3,274,634 parameters: 'same'
+        # convolutions, 28 -> pool 14 -> pool 7: 64 * 7 * 7 = 3136; dropout 0.5 before the
+        # last layer (descent's default for the classic variant). State dict: 0.*, 3.*, 7.*, 10.*.
+        return nn.Sequential(nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(3136, 1024), nn.ReLU(), nn.Dropout(0.5),
+                             nn.Linear(1024, 10))
     if name == "cnn-small":
         # 28 -> conv5 24 -> pool 12 -> conv5 8 -> pool 4: 64 * 4 * 4 = 1024; 62,346 parameters.
         return nn.Sequential(nn.Conv2d(1, 32, 5), nn.ReLU(), nn.MaxPool2d(2),
@@ -115,9 +129,11 @@ def read_safetensors(path):
     """name -> float32 tensor. Format: u64 little-endian header length, a JSON
     header {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__"?},
     then the raw little-endian data the offsets index."""
+    if sys.byteorder != "little":
+        die("--init %s: reading safetensors needs a little-endian machine" % path)
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            raw = bytearray(f.read())  # writable: torch.frombuffer warns on bytes
     except OSError as e:
         die("--init %s: %s" % (path, e.strerror))
     if len(raw) < 8:
@@ -126,7 +142,7 @@ def read_safetensors(path):
     if 8 + hlen > len(raw):
         die("--init %s: header length %d past the end of the file" % (path, hlen))
     try:
-        header = json.loads(raw[8:8 + hlen].decode("utf-8"))
+        header = json.loads(bytes(raw[8:8 + hlen]).decode("utf-8"))
     except ValueError as e:
         die("--init %s: bad JSON header: %s" % (path, e))
     base = 8 + hlen
@@ -143,8 +159,9 @@ def read_safetensors(path):
             count *= d
         if end - begin != 4 * count or base + end > len(raw):
             die("--init %s: tensor %s: offsets [%d, %d] do not hold shape %s" % (path, name, begin, end, shape))
-        arr = np.frombuffer(raw, dtype="<f4", count=count, offset=base + begin).reshape(shape)
-        tensors[name] = torch.from_numpy(arr.astype(np.float32))
+        t = torch.frombuffer(raw, dtype=torch.float32, count=count, offset=base + begin) if count else \
+            torch.empty(0, dtype=torch.float32)
+        tensors[name] = t.reshape(shape).clone()
     return tensors
 
 
@@ -173,10 +190,37 @@ def evaluate(model, x_u8, y, shape):
     return loss / x_u8.shape[0], correct / x_u8.shape[0]
 
 
+def setup_device(args):
+    """(torch.device, facts for the output, synchronize function). On the GPU:
+    TF32 set explicitly both ways (cuBLAS matmuls and cuDNN convolutions; torch's
+    own defaults differ: matmul off, cuDNN on), cudnn.benchmark left alone."""
+    if args.device == "cpu":
+        return torch.device("cpu"), {}, lambda: None
+    if not torch.cuda.is_available():
+        die("--device cuda: torch.cuda.is_available() is False (torch %s, built with CUDA %s): "
+            "no GPU visible, or a CPU-only torch" % (torch.__version__, torch.version.cuda or "none"))
+    tf32 = args.tf32 == "on"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    dev = torch.device("cuda")
+    torch.cuda.reset_peak_memory_stats(dev)
+    facts = {
+        "device": "cuda",
+        "gpu": torch.cuda.get_device_name(dev),
+        "cuda_version": torch.version.cuda,
+        "cudnn_version": torch.backends.cudnn.version(),
+        "tf32": "%s (torch.backends.cuda.matmul.allow_tf32=%s, torch.backends.cudnn.allow_tf32=%s)" % (
+            args.tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32),
+        "cudnn_benchmark": "%s (torch's default, not set)" % torch.backends.cudnn.benchmark,
+    }
+    return dev, facts, torch.cuda.synchronize
+
+
 def train(args):
     folder = args.data or os.environ.get("DESCENT_DATA") or DEFAULT_DATA
+    dev, dev_facts, sync = setup_device(args)  # first: no GPU fails before the data loads
     data = load_fmnist(folder)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(args.seed)  # seeds the CUDA generators too (dropout)
     model = build_model(args.model)
     n_params = sum(p.numel() for p in model.parameters())
     if args.init:
@@ -185,10 +229,13 @@ def train(args):
             model.load_state_dict(state, strict=True)
         except RuntimeError as e:
             die("--init %s does not fit the %s model: %s" % (args.init, args.model, e))
+    model.to(dev)  # before the optimizer: its state is created on the parameters' device
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     loss_fn = nn.CrossEntropyLoss()
-    xtr, ytr = data["train"]
-    xte, yte = data["test"]
+    # The whole data set, uint8, uploaded once (no-ops on the CPU); batches are
+    # gathered and converted on the device, as descent does.
+    xtr, ytr = (t.to(dev) for t in data["train"])
+    xte, yte = (t.to(dev) for t in data["test"])
     shape = input_shape(args.model)
     # Test loss and accuracy before training: with descent's initial parameters
     # they must equal row 0 of its curve.csv, or the two models differ.
@@ -196,15 +243,24 @@ def train(args):
     n = xtr.shape[0]
     gen = torch.Generator().manual_seed(args.seed)
 
+    # --steps N: exactly --warmup + N steps, over as many epochs as they take;
+    # else --epochs whole epochs. The first --warmup steps are not timed.
+    total = args.warmup + args.steps if args.steps else None
     step_s = []
+    done = 0
+    epochs = 0
     loss_sum, loss_n = 0.0, 0
+    sync()
     t_start = time.perf_counter()
-    for _ in range(args.epochs):
-        perm = torch.randperm(n, generator=gen)
+    while (done < total) if total is not None else (epochs < args.epochs):
+        # the shuffle (on the CPU, the same order on either device) is not timed
+        perm = torch.randperm(n, generator=gen).to(dev)
+        epochs += 1
         loss_sum, loss_n = 0.0, 0
         for i in range(0, n, args.batch):
-            if args.steps and len(step_s) == args.steps:
+            if done == total:
                 break
+            sync()
             t0 = time.perf_counter()
             idx = perm[i:i + args.batch]
             opt.zero_grad()
@@ -212,20 +268,35 @@ def train(args):
             loss = loss_fn(model(x), ytr[idx])
             loss.backward()
             opt.step()
-            step_s.append(time.perf_counter() - t0)
+            sync()  # the GPU's queued work is part of the step
+            if done >= args.warmup:
+                step_s.append(time.perf_counter() - t0)
+            done += 1
             # .item() syncs nothing on the CPU but costs a little: kept out of the timed part.
             loss_sum += loss.item() * idx.shape[0]
             loss_n += idx.shape[0]
+    sync()
     train_s = time.perf_counter() - t_start
+    if not step_s:
+        die("no timed steps: --warmup %d is not below the %d steps run" % (args.warmup, done))
 
     test_loss, test_acc = evaluate(model, xte, yte, shape)
     step_med = median(step_s)
+    extra = {}
+    if args.warmup or args.device != "cpu":
+        extra["warmup_steps"] = args.warmup
+    if args.device != "cpu":
+        extra.update(dev_facts)
+        extra["adam"] = ("torch.optim.Adam foreach=%s fused=%s (None: torch's default, which torch >= 2.0 "
+                         "resolves to the multi-tensor foreach path for CUDA tensors)" % (
+                             opt.defaults.get("foreach"), opt.defaults.get("fused", "n/a")))
+        extra["peak_gpu_mib"] = torch.cuda.max_memory_allocated(dev) / 2.0 ** 20
     return {
         "side": "pytorch",
         "model": args.model,
         "params": n_params,
         "init": args.init or "torch default (seed %d)" % args.seed,
-        "epochs": args.epochs,
+        "epochs": epochs if args.steps else args.epochs,
         "batch": args.batch,
         "lr": args.lr,
         "steps": len(step_s),
@@ -239,6 +310,7 @@ def train(args):
         "init_test_loss": init_loss,
         "init_test_accuracy": init_acc,
         "peak_rss_mib": peak_rss_mib(),
+        **extra,
         **thread_facts(),
     }
 
@@ -303,7 +375,15 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--steps", type=int, default=0,
-                    help="stop after this many steps (0: all of --epochs); a quick speed check")
+                    help="time this many steps after --warmup, over as many epochs as they take "
+                         "(0: all of --epochs); a quick speed check")
+    ap.add_argument("--warmup", type=int, default=0, metavar="W",
+                    help="run W untimed steps first (they train like the others)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cuda: model, optimizer and data set on the GPU, steps timed with synchronize")
+    ap.add_argument("--tf32", choices=("off", "on"), default="off",
+                    help="with --device cuda: TF32 in matmuls and convolutions (default off, as descent; "
+                         "ignored on the CPU)")
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--init", metavar="FILE", help="safetensors written by descent --save-init")
     ap.add_argument("--data", metavar="DIR", help="IDX folder (default: $DESCENT_DATA, else %s)" % DEFAULT_DATA)
@@ -313,6 +393,10 @@ def main():
         ap.error("give exactly one of --model or --adam-bench")
     if args.steps < 0:
         ap.error("--steps must be 0 (all of --epochs) or more (got %d)" % args.steps)
+    if args.warmup < 0:
+        ap.error("--warmup must be 0 or more (got %d)" % args.warmup)
+    if args.adam_bench is not None and (args.device != "cpu" or args.warmup):
+        ap.error("--adam-bench runs on the CPU only (no --device, --warmup)")
     for flag, v in (("--epochs", args.epochs), ("--batch", args.batch), ("--threads", args.threads),
                     ("--repeat", args.repeat), ("--adam-bench", args.adam_bench or 1)):
         if v < 1:
@@ -329,7 +413,12 @@ def main():
     if args.model:
         keys = ("model", "params", "steps", "step_ms_median", "samples_per_s", "test_accuracy",
                 "peak_rss_mib", "train_s", "torch_threads", "init_test_loss")
-        print("fmnist-peer " + " ".join("%s=%s" % (k, fmt(res[k])) for k in keys))
+        if args.device != "cpu":
+            keys += ("warmup_steps", "final_train_loss", "peak_gpu_mib")
+        line = " ".join("%s=%s" % (k, fmt(res[k])) for k in keys)
+        if args.device != "cpu":
+            line += " device=cuda tf32=" + args.tf32
+        print("fmnist-peer " + line)
     else:
         for c in res["cases"]:
             print("%-36s %9.3f ms %12.4g params/s %7.2f GB/s (28 B/param)" %
