@@ -181,7 +181,9 @@ baseline: all
 # figures and report; before the report, descent scale projects the suite's
 # 1-rank data-parallel run (group dp-1rank, its first seed) past this
 # machine into the sweep folder's projection/ (skipped, saying so, when this
-# descent has no scale command); prints where the report is.
+# descent has no scale command); prints where the report is. Where a GPU is
+# usable, also configs/gpu.ini (CPU against GPU) into the folder's gpu/, with
+# its own report; where not, says why that section was skipped.
 bench: all
 	@out=results/bench-$$(date +%Y%m%d-%H%M%S); \
 	$(BUILD)/descent sweep configs/bench.ini -j 2 --out $$out && \
@@ -193,7 +195,11 @@ bench: all
 	    else echo "make bench: no finished dp-1rank run in $$out: the report has no projection"; fi; \
 	  else echo "make bench: this descent has no scale command: the report has no projection"; fi; } && \
 	$(BUILD)/descent report $$out && \
-	echo "make bench: open $$out/report.html (Markdown: $$out/report.md)"
+	echo "make bench: open $$out/report.html (Markdown: $$out/report.md)" && \
+	if why=$$($(BUILD)/descent bench-optim --backend cuda --n 1000 --repeat 1 2>&1 >/dev/null); then \
+	  $(BUILD)/descent sweep configs/gpu.ini --out $$out/gpu && $(BUILD)/descent report $$out/gpu && \
+	  echo "make bench: GPU section (CPU against GPU): $$out/gpu/report.html"; \
+	else echo "make bench: GPU section skipped: $$why"; fi
 
 # The report looked at: the CI suite's report rendered by headless Chromium
 # (Debian's chromium, installed when missing and root) to a screenshot,
