@@ -83,12 +83,14 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 # and sm_90 plus PTX (compute_90, which newer GPUs compile at load), so CI
 # always compiles it; run time without a GPU is a clear error, and the GPU
 # tests skip. cudart is linked statically, cuBLAS from the toolkit (rpath).
+# No FMA contraction (--fmad=false, and on the host side): the CPU build
+# rounds every product, and parity with it is tested element by element.
 ifeq ($(WITH_CUDA),1)
 CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_OBJ := $(patsubst %.cu,$(BUILD)/obj/%.o,$(wildcard core/*.cu))
 NVCCFLAGS := -std=c++17 -O2 -g -lineinfo -ccbin $(CC) \
              -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90] \
-             -Xcompiler -Wall,-Wextra,-Werror -Werror all-warnings -DDS_WITH_CUDA=1
+             -Xcompiler -Wall,-Wextra,-Werror,-ffp-contract=off -Werror all-warnings --fmad=false -DDS_WITH_CUDA=1
 LIB_OBJ += $(CUDA_OBJ)
 LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -lstdc++ -ldl -lrt -lpthread
 endif

@@ -24,7 +24,11 @@ static void *cu_alloc(struct ds_backend *be, size_t bytes)
         (void)cudaGetLastError(); /* clear it: out of memory is the caller's to report */
         return NULL;
     }
-    DS_CUDA_CHECK(e);
+    if (e != cudaSuccess) {
+        fprintf(stderr, "descent: cudaMalloc(%zu bytes) failed at %s:%d: %s (%s)\n", bytes, __FILE__,
+                __LINE__, cudaGetErrorString(e), cudaGetErrorName(e));
+        exit(1);
+    }
     /* zero-filled, as backend.h promises; on the stream, so later ops see it */
     DS_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes ? bytes : 4, ds_cuda_of(be)->stream));
     return p;

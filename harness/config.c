@@ -349,6 +349,11 @@ ds_status ds_config_resolve(struct ds_config *c, FILE *warn, struct ds_err *err)
         return ds_err_set(err, DS_ERR_USAGE, "--bind: unknown binding '%s' (valid: core, none)", c->bind);
     if (c->ranks > 1 && !ds_comm_mpi_built())
         return ds_err_set(err, DS_ERR_UNSUPPORTED, "--ranks %ld: this build has no MPI communicator (valid: 1; install Debian's openmpi-bin and libopenmpi-dev, then make)", c->ranks);
+    if (c->ranks > 1 && strcmp(c->backend, "cpu") != 0)
+        return ds_err_set(err, DS_ERR_UNSUPPORTED,
+                          "--ranks %ld with --backend %s: the MPI communicator moves CPU memory only "
+                          "(GPU ranks come with NCCL, --gpus; valid here: --backend cpu)",
+                          c->ranks, c->backend);
     if (c->gpus > 0)
         return ds_err_set(err, DS_ERR_UNSUPPORTED, "--gpus %ld: this build has no NCCL communicator (valid: 0)", c->gpus);
 

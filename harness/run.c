@@ -329,8 +329,15 @@ int ds_cmd_run(int argc, char **argv)
         struct ds_config pre;
         ds_config_init(&pre);
         if (ds_config_parse_args(&pre, argc, argv, &err) == DS_OK && pre.ranks > 1 &&
-            !ds_comm_mpi_launched())
+            !ds_comm_mpi_launched()) {
+            /* bad settings are said once, here, not by every rank */
+            ds_status vst = ds_config_resolve(&pre, NULL, &err);
+            if (vst != DS_OK) {
+                fprintf(stderr, "descent: %s\n", err.msg);
+                return ds_status_exit_code(vst);
+            }
             return ds_launch_ranks(pre.ranks, "run", argc, argv);
+        }
     }
     struct ds_session s;
     ds_status st = ds_session_open(&s, argc, argv, &err);

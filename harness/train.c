@@ -46,11 +46,14 @@ ds_status ds_trainer_init(struct ds_trainer *tr, struct ds_backend *be, struct d
     tr->n_slots = opt->n_slots(hyper);
     DS_ASSERT(tr->n_slots <= DS_OPTIM_MAX_SLOTS);
     if (tr->n_slots > 0) {
-        tr->state_buf = be->ops->alloc(be, (size_t)tr->n_slots * n * sizeof(float));
+        /* slots 16 floats apart at least: each starts on a 64-byte boundary
+         * when the buffer does, so the GPU's vector loads apply to all */
+        size_t stride = (n + 15) & ~(size_t)15;
+        tr->state_buf = be->ops->alloc(be, (size_t)tr->n_slots * stride * sizeof(float));
         if (!tr->state_buf)
             return ds_err_set(err, DS_ERR_NOMEM, "out of memory for %d optimizer state slots of %zu floats", tr->n_slots, n);
         for (int s = 0; s < tr->n_slots; s++) {
-            tr->state[s] = tr->state_buf + (size_t)s * n;
+            tr->state[s] = tr->state_buf + (size_t)s * stride;
             float v = opt->initial_value ? opt->initial_value(hyper, s) : 0.0f;
             if (v != 0.0f) be->ops->fill(be, tr->state[s], n, v); /* alloc gives zeros */
         }
