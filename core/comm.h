@@ -63,6 +63,10 @@ const char *ds_comm_list(void);
  * if needed); DS_ERR_UNSUPPORTED in a build without MPI. */
 ds_status ds_comm_mpi_create(struct ds_backend *be, struct ds_comm *out, struct ds_err *err);
 int ds_comm_mpi_built(void);
+/* comm_nccl.cu (built with the CUDA backend): NCCL over a cuda backend's
+ * buffers, bootstrapped over MPI; DS_ERR_UNSUPPORTED where NCCL or MPI is
+ * missing. */
+ds_status ds_comm_nccl_create(struct ds_backend *be, struct ds_comm *out, struct ds_err *err);
 /* Whether an MPI launcher (mpirun, srun) started this process. */
 int ds_comm_mpi_launched(void);
 /* The process count the launcher says it started (1 without a launcher; 0

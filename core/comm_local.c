@@ -5,6 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef DS_WITH_CUDA
+#define DS_WITH_CUDA 0
+#endif
+
 static void local_destroy(struct ds_comm *c) { (void)c; }
 static ds_status local_allreduce(struct ds_comm *c, float *buf, size_t n)
 {
@@ -85,10 +89,15 @@ ds_status ds_comm_create(const char *name, struct ds_backend *be, struct ds_comm
         return DS_OK;
     }
     if (strcmp(name, "mpi") == 0) return ds_comm_mpi_create(be, out, err);
-    if (strcmp(name, "nccl") == 0)
+    if (strcmp(name, "nccl") == 0) {
+#if DS_WITH_CUDA
+        return ds_comm_nccl_create(be, out, err);
+#else
         return ds_err_set(err, DS_ERR_UNSUPPORTED,
                           "communicator '%s' is not in this build (valid: %s)", name,
                           ds_comm_list());
+#endif
+    }
     return ds_err_set(err, DS_ERR_USAGE, "unknown communicator '%s' (valid: %s)", name,
                       ds_comm_list());
 }
@@ -99,4 +108,8 @@ void ds_comm_destroy(struct ds_comm *c)
     if (c) c->ops = NULL;
 }
 
-const char *ds_comm_list(void) { return ds_comm_mpi_built() ? "local, mpi" : "local"; }
+const char *ds_comm_list(void)
+{
+    if (DS_WITH_CUDA) return ds_comm_mpi_built() ? "local, mpi, nccl" : "local, nccl";
+    return ds_comm_mpi_built() ? "local, mpi" : "local";
+}

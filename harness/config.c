@@ -349,13 +349,23 @@ ds_status ds_config_resolve(struct ds_config *c, FILE *warn, struct ds_err *err)
         return ds_err_set(err, DS_ERR_USAGE, "--bind: unknown binding '%s' (valid: core, none)", c->bind);
     if (c->ranks > 1 && !ds_comm_mpi_built())
         return ds_err_set(err, DS_ERR_UNSUPPORTED, "--ranks %ld: this build has no MPI communicator (valid: 1; install Debian's openmpi-bin and libopenmpi-dev, then make)", c->ranks);
-    if (c->ranks > 1 && strcmp(c->backend, "cpu") != 0)
+    /* --gpus N: N ranks, one GPU each, over NCCL */
+    if (c->gpus > 0) {
+        if (!SET("backend")) snprintf(c->backend, sizeof c->backend, "cuda");
+        else if (strcmp(c->backend, "cuda") != 0)
+            return ds_err_set(err, DS_ERR_USAGE, "--gpus %ld needs --backend cuda (got %s)", c->gpus, c->backend);
+        if (SET("ranks") && c->ranks != c->gpus)
+            return ds_err_set(err, DS_ERR_USAGE, "--gpus %ld with --ranks %ld: one rank per GPU (leave --ranks out)",
+                              c->gpus, c->ranks);
+        c->ranks = c->gpus;
+    }
+    if (c->ranks > 1 && c->gpus == 0 && strcmp(c->backend, "cpu") != 0)
         return ds_err_set(err, DS_ERR_UNSUPPORTED,
                           "--ranks %ld with --backend %s: the MPI communicator moves CPU memory only "
                           "(GPU ranks come with NCCL, --gpus; valid here: --backend cpu)",
                           c->ranks, c->backend);
-    if (c->gpus > 0)
-        return ds_err_set(err, DS_ERR_UNSUPPORTED, "--gpus %ld: this build has no NCCL communicator (valid: 0)", c->gpus);
+    if (c->gpus > 1 && !strstr(ds_comm_list(), "nccl"))
+        return ds_err_set(err, DS_ERR_UNSUPPORTED, "--gpus %ld: this build has no NCCL communicator (built without CUDA; valid: 0, 1)", c->gpus);
 
     /* Flags that were given but do nothing here. */
     for (int k = 0; warn && k < NKEYS; k++) {

@@ -53,7 +53,7 @@ ds_status ds_session_open(struct ds_session *s, int argc, char **argv, struct ds
                           "--ranks 1, but the launcher started %d processes: add --ranks %d "
                           "(or run descent run --ranks %d without mpirun)",
                           launched, launched, launched);
-    st = ds_comm_create(c->ranks > 1 ? "mpi" : "local", &s->be, &s->comm, err);
+    st = ds_comm_create(c->gpus > 1 ? "nccl" : c->ranks > 1 ? "mpi" : "local", &s->be, &s->comm, err);
     if (st != DS_OK) return st;
     s->have_comm = 1;
     if (strcmp(c->bind, "core") == 0) {
@@ -328,13 +328,22 @@ int ds_cmd_run(int argc, char **argv)
     {
         struct ds_config pre;
         ds_config_init(&pre);
-        if (ds_config_parse_args(&pre, argc, argv, &err) == DS_OK && pre.ranks > 1 &&
+        if (ds_config_parse_args(&pre, argc, argv, &err) == DS_OK && (pre.ranks > 1 || pre.gpus > 1) &&
             !ds_comm_mpi_launched()) {
             /* bad settings are said once, here, not by every rank */
             ds_status vst = ds_config_resolve(&pre, NULL, &err);
             if (vst != DS_OK) {
                 fprintf(stderr, "descent: %s\n", err.msg);
                 return ds_status_exit_code(vst);
+            }
+            if (pre.gpus > 0) { /* no GPU here: say so once, not from every rank */
+                struct ds_backend probe;
+                vst = ds_backend_create(pre.backend, 0, &probe, &err);
+                if (vst != DS_OK) {
+                    fprintf(stderr, "descent: %s\n", err.msg);
+                    return ds_status_exit_code(vst);
+                }
+                ds_backend_destroy(&probe);
             }
             return ds_launch_ranks(pre.ranks, "run", argc, argv);
         }

@@ -2433,6 +2433,36 @@ static void test_ranks_faults(void **state)
 }
 
 
+/* --backend cuda and --gpus N on a machine without a usable GPU (or a
+ * build without CUDA): exit 2 with one message saying why, before any rank
+ * starts; --gpus with another backend names the flag. */
+static void test_gpu_flags_without_gpu(void **state)
+{
+    (void)state;
+    struct res r;
+    RUN(&r, "info");
+    int have_gpu = strstr(r.out, "backends: cpu, cuda; cuda:") != NULL;
+    res_free(&r);
+    if (have_gpu) {
+        print_message("# a GPU is usable here: the no-GPU messages are not checked\n");
+        skip();
+    }
+    RUN(&r, "run", "--workload", "logreg", "--steps", "2", "--backend", "cuda", "--out", tp("cu1"));
+    expect_usage(&r, "--backend cuda");
+    res_free(&r);
+    RUN(&r, "run", "--workload", "logreg", "--steps", "2", "--gpus", "2", "--out", tp("cu2"));
+    expect_exit(&r, 2);
+    if (!strstr(r.err, "cuda") || strstr(r.err, "mpirun detected"))
+        fail_msg("--gpus 2 without a GPU" SHOW, SHOWARGS(&r));
+    res_free(&r);
+    RUN(&r, "run", "--workload", "logreg", "--steps", "2", "--gpus", "2", "--backend", "cpu", "--out", tp("cu3"));
+    expect_usage(&r, "--gpus 2 needs --backend cuda");
+    res_free(&r);
+    RUN(&r, "run", "--workload", "logreg", "--steps", "2", "--ranks", "2", "--backend", "cuda", "--out", tp("cu4"));
+    expect_exit(&r, 2);
+    res_free(&r);
+}
+
 /* hwloc: descent info and meta.json describe the machine; --bind checked. */
 /* Data-parallel scaling in plot and report: a hand-made sweep (ranks 1, 2, 4
  * at one global batch on a 2-CPU host, so 4 ranks are oversubscribed; comm
@@ -2697,6 +2727,7 @@ int main(void)
         T(test_plot_and_report),
         T(test_ranks_equivalence),
         T(test_ranks_faults),
+        T(test_gpu_flags_without_gpu),
         T(test_scaling_plot_and_report),
         T(test_topology_and_bind),
         T(test_bench_comm),
