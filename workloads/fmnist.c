@@ -156,8 +156,11 @@ static ds_status fm_create(enum fm_kind kind, const struct ds_workload_args *a,
                  small ? "linear 1024-10" : "linear 3136-1024-10", a->dropout > 0.0f ? ", dropout" : "");
         in_c = 1, in_h = DS_FMNIST_ROWS, in_w = DS_FMNIST_COLS;
         /* the unrolled convolution inputs take ~1 MB (classic) or ~0.3 MB
-         * (small) a sample: larger batches run as micro-batches */
-        int cap = small ? 512 : 256;
+         * (small) a sample: larger batches run as micro-batches on the CPU,
+         * where that cap keeps them in cache; a GPU runs a batch whole (its
+         * memory holds 1024 classic samples' ~1 GB, and one pass is what
+         * keeps it busy) */
+        int cap = strcmp(be->ops->name, "cpu") == 0 ? (small ? 512 : 256) : 4096;
         if (max_batch > cap) max_batch = cap;
     }
 
