@@ -139,7 +139,7 @@ $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@echo "CC $<"
 	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/obj/%.o: %.cu core/cuda_common.cuh core/backend.h core/philox.h optimizers/optim.h $(FLAGS_STAMP)
+$(BUILD)/obj/%.o: %.cu core/cuda_common.cuh core/act.h core/backend.h core/philox.h optimizers/optim.h $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "NVCC $<"
 	@$(NVCC) $(NVCCFLAGS) -c $< -o $@

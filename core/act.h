@@ -11,7 +11,14 @@
 
 #include "backend.h"
 
-static inline float ds_act_fwd(enum ds_act act, float x)
+/* The CUDA backend compiles the same functions for the device. */
+#ifdef __CUDACC__
+#define DS_ACT_HD_ __host__ __device__ static inline
+#else
+#define DS_ACT_HD_ static inline
+#endif
+
+DS_ACT_HD_ float ds_act_fwd(enum ds_act act, float x)
 {
     switch (act) {
     case DS_ACT_RELU: return x > 0.0f ? x : 0.0f;
@@ -23,7 +30,7 @@ static inline float ds_act_fwd(enum ds_act act, float x)
 }
 
 /* x: the pre-activation (read by gelu only), y: the output. */
-static inline float ds_act_grad(enum ds_act act, float x, float y)
+DS_ACT_HD_ float ds_act_grad(enum ds_act act, float x, float y)
 {
     switch (act) {
     case DS_ACT_RELU: return y > 0.0f ? 1.0f : 0.0f;
@@ -38,5 +45,7 @@ static inline float ds_act_grad(enum ds_act act, float x, float y)
     default: return 1.0f;
     }
 }
+
+#undef DS_ACT_HD_
 
 #endif

@@ -105,7 +105,7 @@ __global__ static void k_bias_act(int rows, int cols, float *y, const float *bia
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         float z = y[i] + (bias ? bias[i % (size_t)cols] : 0.0f);
         if (pre) pre[i] = z;
-        y[i] = ds_cuda_act(act, z);
+        y[i] = ds_act_fwd(act, z);
     }
 }
 
@@ -127,7 +127,7 @@ __global__ static void k_act_backward(size_t n, enum ds_act act, const float *x,
             dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
             continue;
         }
-        dx[i] = dy[i] * ds_cuda_act_grad(act, x ? x[i] : 0.0f, y ? y[i] : 0.0f);
+        dx[i] = dy[i] * ds_act_grad(act, x ? x[i] : 0.0f, y ? y[i] : 0.0f);
     }
 }
 

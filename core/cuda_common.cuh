@@ -28,6 +28,7 @@
 #define _Noreturn [[noreturn]]
 extern "C" {
 #endif
+#include "act.h"
 #include "backend.h"
 #include "philox.h"
 #ifdef __cplusplus
@@ -92,35 +93,6 @@ static inline unsigned ds_cuda_blocks(size_t n)
     size_t b = (n + DS_CUDA_THREADS - 1) / DS_CUDA_THREADS;
     if (b < 1) b = 1;
     return (unsigned)(b > 65535 * 8 ? 65535 * 8 : b);
-}
-
-/* The activations (backend.h's enum ds_act), forward and derivative, the
- * same formulas as the CPU backend (core/act.h). */
-__device__ static inline float ds_cuda_act(enum ds_act a, float z)
-{
-    switch (a) {
-    case DS_ACT_RELU: return z > 0.0f ? z : 0.0f;
-    case DS_ACT_TANH: return tanhf(z);
-    case DS_ACT_SIGMOID: return 1.0f / (1.0f + expf(-z));
-    case DS_ACT_GELU: return 0.5f * z * (1.0f + erff(z * 0.70710678118654752f));
-    default: return z;
-    }
-}
-
-/* d act / dz from the output y (relu, tanh, sigmoid) or the input z (gelu). */
-__device__ static inline float ds_cuda_act_grad(enum ds_act a, float z, float y)
-{
-    switch (a) {
-    case DS_ACT_RELU: return y > 0.0f ? 1.0f : 0.0f;
-    case DS_ACT_TANH: return 1.0f - y * y;
-    case DS_ACT_SIGMOID: return y * (1.0f - y);
-    case DS_ACT_GELU: {
-        float cdf = 0.5f * (1.0f + erff(z * 0.70710678118654752f));
-        float pdf = 0.3989422804014327f * expf(-0.5f * z * z);
-        return cdf + z * pdf;
-    }
-    default: return 1.0f;
-    }
 }
 
 /* Entry points of the other files, with the ops' signatures (backend.h). */

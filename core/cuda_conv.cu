@@ -112,7 +112,7 @@ __global__ static void k_chw_bias_act(int batch, int ch, int P, const float *yt,
         const size_t at = ((size_t)b * ch + c) * P + p;
         const float z = yt[i] + (bias ? bias[c] : 0.0f);
         if (pre) pre[at] = z;
-        y[at] = ds_cuda_act(act, z);
+        y[at] = ds_act_fwd(act, z);
     }
 }
 
@@ -144,7 +144,7 @@ __global__ static void k_chw_act_backward(int batch, int ch, int P, enum ds_act 
         float d;
         if (act == DS_ACT_RELU) d = y[at] > 0.0f ? gv : 0.0f;
         else if (act == DS_ACT_NONE) d = gv;
-        else d = gv * ds_cuda_act_grad(act, pre ? pre[at] : 0.0f, y[at]);
+        else d = gv * ds_act_grad(act, pre ? pre[at] : 0.0f, y[at]);
         dzt[i] = d;
     }
 }
