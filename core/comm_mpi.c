@@ -62,6 +62,7 @@ struct mpi_ctx {
                              each job's [started, done], waiting for the worker included */
     double busy_end;      /* the end of the last interval counted in busy_s */
     struct ds_comm self;  /* the worker's copy of the communicator (the caller's may move) */
+    int *vcounts;         /* [2 * size]: the v-collectives' counts, then displacements */
 };
 
 #define DS_MPI_CHECK(call)                                                                     \
@@ -251,6 +252,7 @@ static void mpi_destroy(struct ds_comm *c)
     pthread_cond_destroy(&x->idle);
     pthread_cond_destroy(&x->hurry_cv);
     free(x->jobs);
+    free(x->vcounts);
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (!finalized) {
@@ -278,14 +280,16 @@ static ds_status mpi_allreduce_f64(struct ds_comm *c, double *buf, size_t n)
     return DS_OK;
 }
 
-/* int counts and displacements for the v-collectives; DS_ERR_UNSUPPORTED
- * past INT_MAX elements (2^31 floats: an 8 GiB model). */
-static ds_status int_counts(struct ds_comm *c, const size_t *counts, int *ic, int *disp)
+/* int counts and displacements for the v-collectives, in the ctx's
+ * [2 * size] buffer (made once: ZeRO-1 calls these every step);
+ * DS_ERR_UNSUPPORTED past INT_MAX elements (2^31 floats: an 8 GiB model). */
+static ds_status int_counts(struct ds_comm *c, const size_t *counts)
 {
+    struct mpi_ctx *x = c->ctx;
     size_t off = 0;
     for (int r = 0; r < c->size; r++) {
         if (counts[r] > (size_t)INT_MAX || off > (size_t)INT_MAX) return DS_ERR_UNSUPPORTED;
-        ic[r] = (int)counts[r], disp[r] = (int)off;
+        x->vcounts[r] = (int)counts[r], x->vcounts[c->size + r] = (int)off;
         off += counts[r];
     }
     return DS_OK;
@@ -294,41 +298,23 @@ static ds_status int_counts(struct ds_comm *c, const size_t *counts, int *ic, in
 static ds_status mpi_reduce_scatter(struct ds_comm *c, const float *send, float *recv,
                                     const size_t *counts)
 {
-    int *ic = malloc(2 * sizeof(int) * (size_t)c->size);
-    if (!ic) return DS_ERR_NOMEM;
-    ds_status st = int_counts(c, counts, ic, ic + c->size);
-    if (st == DS_OK) {
-        MPI_Request req;
-        int rc = MPI_Ireduce_scatter(send, recv, ic, MPI_FLOAT, MPI_SUM, comm_of(c), &req);
-        if (rc != MPI_SUCCESS) {
-            fprintf(stderr, "descent: MPI_Ireduce_scatter failed at %s:%d (MPI error %d)\n", __FILE__, __LINE__, rc);
-            st = DS_ERR_FAILED;
-        } else {
-            st = wait_req(c, &req, "reduce-scatter");
-        }
-    }
-    free(ic);
-    return st;
+    ds_status st = int_counts(c, counts);
+    if (st != DS_OK) return st;
+    MPI_Request req;
+    DS_MPI_CHECK(MPI_Ireduce_scatter(send, recv, ((struct mpi_ctx *)c->ctx)->vcounts, MPI_FLOAT,
+                                     MPI_SUM, comm_of(c), &req));
+    return wait_req(c, &req, "reduce-scatter");
 }
 
 static ds_status mpi_all_gather(struct ds_comm *c, float *buf, const size_t *counts)
 {
-    int *ic = malloc(2 * sizeof(int) * (size_t)c->size);
-    if (!ic) return DS_ERR_NOMEM;
-    ds_status st = int_counts(c, counts, ic, ic + c->size);
-    if (st == DS_OK) {
-        MPI_Request req;
-        int rc = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, ic, ic + c->size,
-                                 MPI_FLOAT, comm_of(c), &req);
-        if (rc != MPI_SUCCESS) {
-            fprintf(stderr, "descent: MPI_Iallgatherv failed at %s:%d (MPI error %d)\n", __FILE__, __LINE__, rc);
-            st = DS_ERR_FAILED;
-        } else {
-            st = wait_req(c, &req, "all-gather");
-        }
-    }
-    free(ic);
-    return st;
+    ds_status st = int_counts(c, counts);
+    if (st != DS_OK) return st;
+    const int *ic = ((struct mpi_ctx *)c->ctx)->vcounts;
+    MPI_Request req;
+    DS_MPI_CHECK(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, ic, ic + c->size,
+                                 MPI_FLOAT, comm_of(c), &req));
+    return wait_req(c, &req, "all-gather");
 }
 
 static ds_status mpi_broadcast(struct ds_comm *c, float *buf, size_t n, int root)
@@ -400,6 +386,12 @@ ds_status ds_comm_mpi_create(struct ds_backend *be, struct ds_comm *out, struct 
     CREATE_CHECK(MPI_Comm_set_errhandler(x->comm, MPI_ERRORS_RETURN));
     CREATE_CHECK(MPI_Comm_rank(x->comm, &out->rank));
     CREATE_CHECK(MPI_Comm_size(x->comm, &out->size));
+    x->vcounts = calloc(2 * (size_t)out->size, sizeof *x->vcounts);
+    if (!x->vcounts) {
+        MPI_Comm_free(&x->comm);
+        free(x);
+        return ds_err_set(err, DS_ERR_NOMEM, "out of memory for the MPI communicator");
+    }
     out->ops = &ds_comm_mpi_ops;
     out->ctx = x;
     out->be = be;
