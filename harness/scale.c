@@ -169,13 +169,15 @@ struct nets_parse {
     char msg[DS_SCALE_TEXT];
 };
 
-static int nets_fail(struct nets_parse *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int nets_fail(struct nets_parse *ps, const char *fmt, ...)
+/* An INI handler's error: the first message into msg (DS_SCALE_TEXT bytes)
+ * is kept; returns 0, which stops inih. */
+static int parse_fail(char *msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int parse_fail(char *msg, const char *fmt, ...)
 {
-    if (ps->msg[0]) return 0; /* keep the first */
+    if (msg[0]) return 0;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ps->msg, sizeof ps->msg, fmt, ap);
+    vsnprintf(msg, DS_SCALE_TEXT, fmt, ap);
     va_end(ap);
     return 0;
 }
@@ -184,15 +186,15 @@ static int nets_handler(void *user, const char *section, const char *name, const
 {
     struct nets_parse *ps = user;
     struct ds_scale_nets *nets = ps->nets;
-    if (!*section) return nets_fail(ps, "key '%s' before any [section] (one section per interconnect)", name);
+    if (!*section) return parse_fail(ps->msg, "key '%s' before any [section] (one section per interconnect)", name);
     int i = nets->n - 1;
     if (strcmp(section, ps->section) != 0) { /* a new section */
         if (!valid_name(section))
-            return nets_fail(ps, "[%s]: a profile name is up to %d letters, digits and . _ + -",
+            return parse_fail(ps->msg, "[%s]: a profile name is up to %d letters, digits and . _ + -",
                              section, DS_SCALE_NAME - 1);
         for (int j = 0; j < nets->n; j++)
             if (strcmp(nets->v[j].name, section) == 0)
-                return nets_fail(ps, "section [%s] appears twice", section);
+                return parse_fail(ps->msg, "section [%s] appears twice", section);
         nets->v = realloc(nets->v, (size_t)(nets->n + 1) * sizeof *nets->v);
         ps->seen = realloc(ps->seen, (size_t)(nets->n + 1) * sizeof *ps->seen);
         DS_ASSERT(nets->v && ps->seen);
@@ -213,37 +215,37 @@ static int nets_handler(void *user, const char *section, const char *name, const
     for (size_t k = 0; k < DS_ARRAY_LEN(keys); k++)
         if (strcmp(name, keys[k].key) == 0) bit = keys[k].bit;
     if (!bit)
-        return nets_fail(ps, "[%s]: unknown key '%s' (valid: alpha_us, bandwidth_GBps, source, "
+        return parse_fail(ps->msg, "[%s]: unknown key '%s' (valid: alpha_us, bandwidth_GBps, source, "
                              "intra, inter, gpus_per_node, nics_per_node)", section, name);
     if (bit == NK_SOURCE) { /* a continued source line adds to it */
         append_text(n->source, sizeof n->source, value);
         ps->seen[i] |= bit;
         return 1;
     }
-    if (ps->seen[i] & bit) return nets_fail(ps, "[%s]: key '%s' given twice", section, name);
+    if (ps->seen[i] & bit) return parse_fail(ps->msg, "[%s]: key '%s' given twice", section, name);
     ps->seen[i] |= bit;
     double x;
     switch (bit) {
     case NK_ALPHA:
         if (!parse_num(value, 0, 1e7, &x))
-            return nets_fail(ps, "[%s]: alpha_us '%s' is not a latency in microseconds (>= 0)", section, value);
+            return parse_fail(ps->msg, "[%s]: alpha_us '%s' is not a latency in microseconds (>= 0)", section, value);
         n->alpha_us = x;
         break;
     case NK_BW:
         if (!parse_num(value, 1e-6, 1e6, &x))
-            return nets_fail(ps, "[%s]: bandwidth_GBps '%s' is not a positive bandwidth in GB/s", section, value);
+            return parse_fail(ps->msg, "[%s]: bandwidth_GBps '%s' is not a positive bandwidth in GB/s", section, value);
         n->bw_GBps = x;
         break;
     case NK_INTRA:
     case NK_INTER:
         if (!valid_name(value))
-            return nets_fail(ps, "[%s]: %s '%s' is not a profile name", section, name, value);
+            return parse_fail(ps->msg, "[%s]: %s '%s' is not a profile name", section, name, value);
         snprintf(bit == NK_INTRA ? n->intra_name : n->inter_name, DS_SCALE_NAME, "%s", value);
         n->hier = 1;
         break;
     default: /* NK_GPN, NK_NICS */
         if (!parse_num(value, bit == NK_GPN ? 2 : 1, 65536, &x) || x != floor(x))
-            return nets_fail(ps, "[%s]: %s '%s' is not a whole number (%s)", section, name, value,
+            return parse_fail(ps->msg, "[%s]: %s '%s' is not a whole number (%s)", section, name, value,
                              bit == NK_GPN ? ">= 2" : ">= 1");
         if (bit == NK_GPN) n->gpus_per_node = (int)x;
         else n->nics_per_node = (int)x;
@@ -358,28 +360,17 @@ struct model_parse {
     char msg[DS_SCALE_TEXT];
 };
 
-static int model_fail(struct model_parse *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int model_fail(struct model_parse *ps, const char *fmt, ...)
-{
-    if (ps->msg[0]) return 0;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ps->msg, sizeof ps->msg, fmt, ap);
-    va_end(ap);
-    return 0;
-}
-
 static int model_handler(void *user, const char *section, const char *name, const char *value)
 {
     struct model_parse *ps = user;
     struct ds_scale_model *m = ps->m;
     if (*section && strcmp(section, "model") != 0)
-        return model_fail(ps, "unknown section [%s] (valid: [model])", section);
+        return parse_fail(ps->msg, "unknown section [%s] (valid: [model])", section);
     unsigned bit = 0;
     for (size_t k = 0; k < DS_ARRAY_LEN(model_keys); k++)
         if (strcmp(name, model_keys[k].key) == 0) bit = model_keys[k].bit;
     if (!bit)
-        return model_fail(ps, "unknown key '%s' (valid: name, params, grad_bytes_per_param, "
+        return parse_fail(ps->msg, "unknown key '%s' (valid: name, params, grad_bytes_per_param, "
                               "compute_ms_per_step, optimizer_ms, batch_per_gpu, source, "
                               "backward_fraction, hardware, batch_unit)", name);
     if (bit == MK_SOURCE) {
@@ -387,13 +378,13 @@ static int model_handler(void *user, const char *section, const char *name, cons
         ps->seen |= bit;
         return 1;
     }
-    if (ps->seen & bit) return model_fail(ps, "key '%s' given twice", name);
+    if (ps->seen & bit) return parse_fail(ps->msg, "key '%s' given twice", name);
     ps->seen |= bit;
     double x = 0;
     switch (bit) {
     case MK_NAME:
         if (!valid_name(value))
-            return model_fail(ps, "name '%s': up to %d letters, digits and . _ + -", value, DS_SCALE_NAME - 1);
+            return parse_fail(ps->msg, "name '%s': up to %d letters, digits and . _ + -", value, DS_SCALE_NAME - 1);
         snprintf(m->name, sizeof m->name, "%s", value);
         return 1;
     case MK_HW:
@@ -403,30 +394,30 @@ static int model_handler(void *user, const char *section, const char *name, cons
         snprintf(m->batch_unit, sizeof m->batch_unit, "%s", value);
         return 1;
     case MK_PARAMS:
-        if (!parse_num(value, 1, 1e15, &x)) return model_fail(ps, "params '%s' is not a parameter count >= 1", value);
+        if (!parse_num(value, 1, 1e15, &x)) return parse_fail(ps->msg, "params '%s' is not a parameter count >= 1", value);
         m->params = x;
         return 1;
     case MK_GBYTES:
         if (!parse_num(value, 0.125, 16, &x))
-            return model_fail(ps, "grad_bytes_per_param '%s' is not a byte count from 0.125 to 16 "
+            return parse_fail(ps->msg, "grad_bytes_per_param '%s' is not a byte count from 0.125 to 16 "
                                   "(4: fp32, 2: bf16/fp16)", value);
         m->grad_bytes_per_param = x;
         return 1;
     case MK_COMPUTE:
         if (!parse_num(value, 1e-9, 1e9, &x) || x <= 0)
-            return model_fail(ps, "compute_ms_per_step '%s' is not a positive time in ms", value);
+            return parse_fail(ps->msg, "compute_ms_per_step '%s' is not a positive time in ms", value);
         m->compute_ms = x;
         return 1;
     case MK_OPT:
-        if (!parse_num(value, 0, 1e9, &x)) return model_fail(ps, "optimizer_ms '%s' is not a time in ms >= 0", value);
+        if (!parse_num(value, 0, 1e9, &x)) return parse_fail(ps->msg, "optimizer_ms '%s' is not a time in ms >= 0", value);
         m->optimizer_ms = x;
         return 1;
     case MK_BATCH:
-        if (!parse_num(value, 1e-9, 1e12, &x)) return model_fail(ps, "batch_per_gpu '%s' is not a positive batch", value);
+        if (!parse_num(value, 1e-9, 1e12, &x)) return parse_fail(ps->msg, "batch_per_gpu '%s' is not a positive batch", value);
         m->batch_per_gpu = x;
         return 1;
     default: /* MK_BWD */
-        if (!parse_num(value, 0, 1, &x)) return model_fail(ps, "backward_fraction '%s' is not in [0, 1]", value);
+        if (!parse_num(value, 0, 1, &x)) return parse_fail(ps->msg, "backward_fraction '%s' is not in [0, 1]", value);
         m->backward_fraction = x;
         return 1;
     }
