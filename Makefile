@@ -103,7 +103,7 @@ UNIT_BIN := $(filter-out $(BUILD)/tests/test_cli $(BUILD)/tests/test_replay,$(TE
 
 .PHONY: gpu-bundle gpu-check all deps test test-unit test-sanitize baseline bench report-check peer-fmnist peer-ddp baselines-fmnist clean install help
 all: deps $(BUILD)/descent
-	@echo "built $(BUILD)/descent  [cuda: $(if $(filter 1,$(WITH_CUDA)),CUDA backend built with $(NVCC),not built: no nvcc)] [mpi: $(if $(filter 1,$(WITH_MPI)),Open MPI,not built: no mpicc)] [nccl: not built]"
+	@echo "built $(BUILD)/descent  [cuda: $(if $(filter 1,$(WITH_CUDA)),CUDA backend built with $(NVCC),not built: no nvcc)] [mpi: $(if $(filter 1,$(WITH_MPI)),Open MPI,not built: no mpicc)] [nccl: $(if $(filter 11,$(WITH_CUDA)$(WITH_MPI)),opened at run time (libnccl.so.2),not built: needs CUDA and MPI)]"
 
 # Installs what is missing when root; otherwise prints the one command to run.
 deps:

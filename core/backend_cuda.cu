@@ -74,7 +74,7 @@ __global__ static void k_fill(float *x, size_t n, float v)
 static void cu_fill(struct ds_backend *be, float *x, size_t n, float v)
 {
     if (!n) return;
-    k_fill<<<ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream>>>(x, n, v);
+    DS_CUDA_LAUNCH(k_fill, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(x, n, v);
     DS_CUDA_LAUNCHED();
 }
 
@@ -114,7 +114,7 @@ static void cu_bias_act(struct ds_backend *be, int rows, int cols, float *y, con
 {
     size_t n = (size_t)rows * cols;
     if (!n) return;
-    k_bias_act<<<ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream>>>(rows, cols, y, bias,
+    DS_CUDA_LAUNCH(k_bias_act, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(rows, cols, y, bias,
                                                                                  act, pre);
     DS_CUDA_LAUNCHED();
 }
@@ -135,7 +135,7 @@ static void cu_act_backward(struct ds_backend *be, size_t n, enum ds_act act, co
                             const float *y, const float *dy, float *dx)
 {
     if (!n) return;
-    k_act_backward<<<ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream>>>(n, act, x, y, dy,
+    DS_CUDA_LAUNCH(k_act_backward, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(n, act, x, y, dy,
                                                                                      dx);
     DS_CUDA_LAUNCHED();
 }
@@ -156,7 +156,7 @@ static void cu_col_sum(struct ds_backend *be, int rows, int cols, const float *x
                        int accumulate)
 {
     if (cols <= 0) return;
-    k_col_sum<<<ds_cuda_blocks((size_t)cols), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream>>>(
+    DS_CUDA_LAUNCH(k_col_sum, ds_cuda_blocks((size_t)cols), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(
         rows, cols, x, out, accumulate);
     DS_CUDA_LAUNCHED();
 }
@@ -173,7 +173,7 @@ static void cu_dropout(struct ds_backend *be, size_t n, float p, uint64_t seed, 
 {
     if (!n) return;
     float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-    k_dropout<<<ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream>>>(
+    DS_CUDA_LAUNCH(k_dropout, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(
         n, ds_dropout_threshold24(p), scale, seed, stream, offset, x, y);
     DS_CUDA_LAUNCHED();
 }
@@ -187,7 +187,7 @@ __global__ static void k_scale(size_t n, float *x, float a)
 static void cu_scale(struct ds_backend *be, size_t n, float *x, float a)
 {
     if (!n) return;
-    k_scale<<<ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream>>>(n, x, a);
+    DS_CUDA_LAUNCH(k_scale, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(n, x, a);
     DS_CUDA_LAUNCHED();
 }
 
@@ -202,7 +202,7 @@ __global__ static void k_axpy(size_t n, float a, const float *x, float *y)
 static void cu_axpy(struct ds_backend *be, size_t n, float a, const float *x, float *y)
 {
     if (!n) return;
-    k_axpy<<<ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream>>>(n, a, x, y);
+    DS_CUDA_LAUNCH(k_axpy, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(n, a, x, y);
     DS_CUDA_LAUNCHED();
 }
 
@@ -217,7 +217,7 @@ static void cu_add_normal(struct ds_backend *be, size_t n, float *x, float sigma
                           uint32_t stream, uint64_t offset)
 {
     if (!n) return;
-    k_add_normal<<<ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream>>>(n, x, sigma, seed,
+    DS_CUDA_LAUNCH(k_add_normal, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(n, x, sigma, seed,
                                                                                    stream, offset);
     DS_CUDA_LAUNCHED();
 }
@@ -257,7 +257,7 @@ static void cu_gather_rows(struct ds_backend *be, int rows, size_t row_len, cons
     size_t n = (size_t)rows * row_len;
     if (!n) return;
     const int32_t *d = stage_idx(be, idx, rows);
-    k_gather_rows<<<ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream>>>(rows, row_len, src,
+    DS_CUDA_LAUNCH(k_gather_rows, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(rows, row_len, src,
                                                                                     d, dst);
     DS_CUDA_LAUNCHED();
 }
@@ -281,7 +281,7 @@ static void cu_gather_u8(struct ds_backend *be, int rows, size_t row_len, const 
     size_t n = (size_t)rows * row_len;
     if (!n) return;
     const int32_t *d = stage_idx(be, idx, rows);
-    k_gather_u8<<<ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream>>>(
+    DS_CUDA_LAUNCH(k_gather_u8, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(
         rows, row_len, src, d, mean, std, mean == 0.0f && std == 1.0f, dst);
     DS_CUDA_LAUNCHED();
 }
@@ -297,7 +297,7 @@ static void cu_gather_i32(struct ds_backend *be, int rows, const int32_t *src, c
 {
     if (rows <= 0) return;
     const int32_t *d = stage_idx(be, idx, rows);
-    k_gather_i32<<<ds_cuda_blocks((size_t)rows), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream>>>(rows, src,
+    DS_CUDA_LAUNCH(k_gather_i32, ds_cuda_blocks((size_t)rows), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(rows, src,
                                                                                               d, dst);
     DS_CUDA_LAUNCHED();
 }

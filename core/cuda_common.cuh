@@ -59,6 +59,14 @@ extern "C" {
         }                                                                                     \
     } while (0)
 
+/* Every kernel launch: DS_CUDA_LAUNCH(kernel, grid, block, shmem, stream)(args).
+ * One spelling of <<<...>>> lets tests/cudaemu run these same kernels on the
+ * host (it defines DS_CUDA_LAUNCH before this header), so CI exercises the
+ * kernels' indexing and reductions on machines without a GPU. */
+#ifndef DS_CUDA_LAUNCH
+#define DS_CUDA_LAUNCH(kernel, grid, block, shmem, stream) kernel<<<(grid), (block), (shmem), (stream)>>>
+#endif
+
 /* After a kernel launch: launch errors (bad configuration) surface here. */
 #define DS_CUDA_LAUNCHED() DS_CUDA_CHECK(cudaGetLastError())
 

@@ -54,7 +54,7 @@ void ds_cuda_im2col(struct ds_backend *be, const struct ds_window *g, const floa
 {
     const size_t n = (size_t)g->c * g->k * g->k * g->batch * g->oh * g->ow;
     if (!n) return;
-    k_im2col<<<ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream>>>(*g, x, cols);
+    DS_CUDA_LAUNCH(k_im2col, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(*g, x, cols);
     DS_CUDA_LAUNCHED();
 }
 
@@ -91,7 +91,7 @@ void ds_cuda_col2im(struct ds_backend *be, const struct ds_window *g, const floa
 {
     const size_t n = (size_t)g->batch * g->c * g->h * g->w;
     if (!n) return;
-    k_col2im<<<ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream>>>(*g, cols, dx);
+    DS_CUDA_LAUNCH(k_col2im, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(*g, cols, dx);
     DS_CUDA_LAUNCHED();
 }
 
@@ -121,7 +121,7 @@ void ds_cuda_chw_bias_act(struct ds_backend *be, int batch, int ch, int P, const
 {
     const size_t n = (size_t)batch * ch * P;
     if (!n) return;
-    k_chw_bias_act<<<ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream>>>(
+    DS_CUDA_LAUNCH(k_chw_bias_act, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(
         batch, ch, P, yt, bias, act, y, pre);
     DS_CUDA_LAUNCHED();
 }
@@ -154,7 +154,7 @@ void ds_cuda_chw_act_backward(struct ds_backend *be, int batch, int ch, int P, e
 {
     const size_t n = (size_t)batch * ch * P;
     if (!n) return;
-    k_chw_act_backward<<<ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream>>>(
+    DS_CUDA_LAUNCH(k_chw_act_backward, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(
         batch, ch, P, act, pre, y, dy, dzt);
     DS_CUDA_LAUNCHED();
 }
@@ -189,7 +189,7 @@ void ds_cuda_row_sum(struct ds_backend *be, int rows, int cols, const float *x, 
 {
     if (rows <= 0) return;
     const unsigned blocks = rows < 65535 ? (unsigned)rows : 65535u;
-    k_row_sum<<<blocks, DS_CUDA_ROW_SUM_THREADS, 0, ds_cuda_of(be)->stream>>>(rows, cols, x, out,
+    DS_CUDA_LAUNCH(k_row_sum, blocks, DS_CUDA_ROW_SUM_THREADS, 0, ds_cuda_of(be)->stream)(rows, cols, x, out,
                                                                               accumulate);
     DS_CUDA_LAUNCHED();
 }
@@ -228,7 +228,7 @@ void ds_cuda_pool_forward(struct ds_backend *be, enum ds_pool_kind kind, const s
 {
     const size_t n = (size_t)g->batch * g->c * g->oh * g->ow;
     if (!n) return;
-    k_pool_forward<<<ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream>>>(kind, *g, x,
+    DS_CUDA_LAUNCH(k_pool_forward, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(kind, *g, x,
                                                                                      y);
     DS_CUDA_LAUNCHED();
 }
@@ -290,7 +290,7 @@ void ds_cuda_pool_backward(struct ds_backend *be, enum ds_pool_kind kind,
 {
     const size_t n = (size_t)g->batch * g->c * g->h * g->w;
     if (!n) return;
-    k_pool_backward<<<ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream>>>(kind, *g, x,
+    DS_CUDA_LAUNCH(k_pool_backward, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(kind, *g, x,
                                                                                       y, dy, dx);
     DS_CUDA_LAUNCHED();
 }

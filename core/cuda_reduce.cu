@@ -310,7 +310,7 @@ void optim_launch(struct ds_cuda *ctx, const Rule &rule, size_t n, float *p, con
         if (n >= head + 4) nvec = (n - head) / 4;
     }
     unsigned blocks = ds_cuda_blocks(nvec ? nvec : n);
-    optim_kernel<Rule><<<blocks, DS_CUDA_THREADS, 0, ctx->stream>>>(rule, n, head, nvec, p, g,
+    DS_CUDA_LAUNCH(optim_kernel<Rule>, blocks, DS_CUDA_THREADS, 0, ctx->stream)(rule, n, head, nvec, p, g,
                                                                     s[0], s[1], s[2]);
     DS_CUDA_LAUNCHED();
 }
@@ -562,10 +562,10 @@ double ds_cuda_softmax_xent(struct ds_backend *be, int rows, int cols, const flo
     if (rows <= 0) return 0.0;
     DS_ASSERT_MSG(cols > 0, "softmax over %d columns", cols);
     if (cols <= 32)
-        xent_kernel<false><<<DS_CUDA_RED_BLOCKS, DS_CUDA_RED_THREADS, 0, ctx->stream>>>(
+        DS_CUDA_LAUNCH(xent_kernel<false>, DS_CUDA_RED_BLOCKS, DS_CUDA_RED_THREADS, 0, ctx->stream)(
             rows, cols, logits, labels, dlogits, grad_scale, ctx->partial);
     else
-        xent_kernel<true><<<DS_CUDA_RED_BLOCKS, DS_CUDA_RED_THREADS, 0, ctx->stream>>>(
+        DS_CUDA_LAUNCH(xent_kernel<true>, DS_CUDA_RED_BLOCKS, DS_CUDA_RED_THREADS, 0, ctx->stream)(
             rows, cols, logits, labels, dlogits, grad_scale, ctx->partial);
     DS_CUDA_LAUNCHED();
     double sums[3];
@@ -582,7 +582,7 @@ double ds_cuda_bce_logits(struct ds_backend *be, size_t n, const float *logits,
     struct ds_cuda *ctx = ds_cuda_of(be);
     if (correct) *correct = 0;
     if (n == 0) return 0.0;
-    bce_kernel<<<DS_CUDA_RED_BLOCKS, DS_CUDA_RED_THREADS, 0, ctx->stream>>>(
+    DS_CUDA_LAUNCH(bce_kernel, DS_CUDA_RED_BLOCKS, DS_CUDA_RED_THREADS, 0, ctx->stream)(
         n, logits, targets, dlogits, grad_scale, ctx->partial);
     DS_CUDA_LAUNCHED();
     double sums[2];
@@ -596,7 +596,7 @@ double ds_cuda_sq_error(struct ds_backend *be, size_t n, const float *pred, cons
 {
     struct ds_cuda *ctx = ds_cuda_of(be);
     if (n == 0) return 0.0;
-    sq_error_kernel<<<DS_CUDA_RED_BLOCKS, DS_CUDA_RED_THREADS, 0, ctx->stream>>>(
+    DS_CUDA_LAUNCH(sq_error_kernel, DS_CUDA_RED_BLOCKS, DS_CUDA_RED_THREADS, 0, ctx->stream)(
         n, pred, target, dpred, grad_scale, ctx->partial);
     DS_CUDA_LAUNCHED();
     double sum;
@@ -609,7 +609,7 @@ double ds_cuda_dot(struct ds_backend *be, size_t n, const float *x, const float 
     struct ds_cuda *ctx = ds_cuda_of(be);
     if (n == 0) return 0.0;
     int vec = (((uintptr_t)x | (uintptr_t)y) & 15) == 0;
-    dot_kernel<<<DS_CUDA_RED_BLOCKS, DS_CUDA_RED_THREADS, 0, ctx->stream>>>(n, x, y, vec,
+    DS_CUDA_LAUNCH(dot_kernel, DS_CUDA_RED_BLOCKS, DS_CUDA_RED_THREADS, 0, ctx->stream)(n, x, y, vec,
                                                                              ctx->partial);
     DS_CUDA_LAUNCHED();
     double sum;
