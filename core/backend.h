@@ -145,10 +145,23 @@ struct ds_backend_ops {
     void (*gather_i32)(struct ds_backend *be, int rows, const int32_t *src, const int32_t *idx,
                        int32_t *dst);
 
-    /* One optimizer step over n elements (state slots offset like p and g). */
+    /* The global-norm clip and the non-finite guard, queued where the
+     * gradients live: on a GPU nothing waits for the host between backward
+     * and the optimizer. guard is backend memory for 2 doubles:
+     *   guard[0] = sum_i g_i^2, summed as dot sums;
+     *   guard[1] = this step's gradient scale, a float value: NaN when
+     *     guard[0] is not finite (the step must change nothing); else, as
+     *     torch.nn.utils.clip_grad_norm_, (float)(clip / (sqrt(guard[0]) +
+     *     1e-6)) when clip > 0 and that is below 1; else 1. */
+    void (*grad_guard)(struct ds_backend *be, size_t n, const float *g, double clip,
+                       double *guard);
+    /* One optimizer step over n elements (state slots offset like p and g).
+     * guard (may be NULL: g as it is) is grad_guard's: the step uses
+     * g * guard[1] and does nothing when guard[1] is NaN. A backend may leave
+     * g scaled in place (the CPU does; the GPU scales inside its kernel). */
     void (*optim_step)(struct ds_backend *be, const struct ds_optim_ops *opt,
                        const struct ds_optim_hyper *h, const struct ds_optim_scalars *s, size_t n,
-                       float *p, const float *g, float *const *state);
+                       float *p, const float *g, float *const *state, const double *guard);
 
     void (*sync)(struct ds_backend *be); /* wait for queued work (timing) */
 };

@@ -799,11 +799,30 @@ static void cpu_gather_i32(struct ds_backend *be, int rows, const int32_t *src, 
     for (int r = 0; r < rows; r++) dst[r] = src[idx[r]];
 }
 
+static void cpu_grad_guard(struct ds_backend *be, size_t n, const float *g, double clip,
+                           double *guard)
+{
+    guard[0] = cpu_dot(be, n, g, g);
+    double norm = sqrt(guard[0]);
+    if (!isfinite(norm)) {
+        guard[1] = NAN;
+        return;
+    }
+    double coef = clip > 0.0 ? clip / (norm + 1e-6) : 1.0;
+    guard[1] = coef < 1.0 ? (double)(float)coef : 1.0;
+}
+
 static void cpu_optim_step(struct ds_backend *be, const struct ds_optim_ops *opt,
                            const struct ds_optim_hyper *h, const struct ds_optim_scalars *s,
-                           size_t n, float *p, const float *g, float *const *state)
+                           size_t n, float *p, const float *g, float *const *state,
+                           const double *guard)
 {
-    (void)be;
+    if (guard) {
+        if (isnan(guard[1])) return;
+        /* the trainer's gradient buffer, scaled in place as clip_grad_norm_
+         * does (backend.h allows it): the steps read a plain array */
+        if (guard[1] != 1.0) cpu_scale(be, n, (float *)g, (float)guard[1]);
+    }
     opt->step(h, s, n, p, g, state);
 }
 
@@ -856,6 +875,7 @@ static const struct ds_backend_ops ds_cpu_ops = {
     .gather_rows = cpu_gather_rows,
     .gather_u8 = cpu_gather_u8,
     .gather_i32 = cpu_gather_i32,
+    .grad_guard = cpu_grad_guard,
     .optim_step = cpu_optim_step,
     .sync = cpu_sync,
 };

@@ -357,6 +357,7 @@ static const struct ds_backend_ops ds_cuda_ops = {
     /* .gather_rows = */ cu_gather_rows,
     /* .gather_u8 = */ cu_gather_u8,
     /* .gather_i32 = */ cu_gather_i32,
+    /* .grad_guard = */ ds_cuda_grad_guard,
     /* .optim_step = */ ds_cuda_optim_step,
     /* .sync = */ cu_sync,
 };

@@ -137,7 +137,8 @@ double ds_cuda_sq_error(struct ds_backend *be, size_t n, const float *pred, cons
 double ds_cuda_dot(struct ds_backend *be, size_t n, const float *x, const float *y);
 void ds_cuda_optim_step(struct ds_backend *be, const struct ds_optim_ops *opt,
                         const struct ds_optim_hyper *h, const struct ds_optim_scalars *s, size_t n,
-                        float *p, const float *g, float *const *state);
+                        float *p, const float *g, float *const *state, const double *guard);
+void ds_cuda_grad_guard(struct ds_backend *be, size_t n, const float *g, double clip, double *guard);
 
 /* The row-major GEMM (backend_cuda.cu), for the conv file. */
 void ds_cuda_gemm(struct ds_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,

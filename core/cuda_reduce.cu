@@ -233,7 +233,7 @@ __device__ inline void rule_lane(const Rule &rule, float &p, float g, float &s0,
 }
 
 template <class Rule>
-__device__ inline void rule_at(const Rule &rule, size_t i, float *__restrict__ p,
+__device__ inline void rule_at(const Rule &rule, size_t i, float c, float *__restrict__ p,
                                const float *__restrict__ g, float *__restrict__ s0,
                                float *__restrict__ s1, float *__restrict__ s2)
 {
@@ -243,7 +243,7 @@ __device__ inline void rule_at(const Rule &rule, size_t i, float *__restrict__ p
     if (ns > 1) st[1] = s1[i];
     if (ns > 2) st[2] = s2[i];
     float pi = p[i];
-    rule(pi, g[i], st);
+    rule(pi, fmul(g[i], c), st);
     p[i] = pi;
     if (ns > 0) s0[i] = st[0];
     if (ns > 1) s1[i] = st[1];
@@ -258,18 +258,26 @@ template <class Rule>
 __global__ void __launch_bounds__(DS_CUDA_THREADS)
     optim_kernel(Rule rule, size_t n, size_t head, size_t nvec, float *__restrict__ p,
                  const float *__restrict__ g, float *__restrict__ s0, float *__restrict__ s1,
-                 float *__restrict__ s2)
+                 float *__restrict__ s2, const double *__restrict__ guard)
 {
     constexpr int ns = Rule::slots;
+    /* grad_guard's scale: read here rather than by the host, so backward,
+     * the norm and the step run with no host round trip; g * 1 is g to the bit */
+    float c = 1.0f;
+    if (guard) {
+        double gs = guard[1];
+        if (gs != gs) return; /* not finite: the step changes nothing */
+        c = (float)gs;
+    }
     size_t tid = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     size_t stride = (size_t)gridDim.x * blockDim.x;
     if (nvec == 0) {
-        for (size_t i = tid; i < n; i += stride) rule_at(rule, i, p, g, s0, s1, s2);
+        for (size_t i = tid; i < n; i += stride) rule_at(rule, i, c, p, g, s0, s1, s2);
         return;
     }
     size_t body_end = head + 4 * nvec;
-    if (tid < head) rule_at(rule, tid, p, g, s0, s1, s2);
-    if (tid < n - body_end) rule_at(rule, body_end + tid, p, g, s0, s1, s2);
+    if (tid < head) rule_at(rule, tid, c, p, g, s0, s1, s2);
+    if (tid < n - body_end) rule_at(rule, body_end + tid, c, p, g, s0, s1, s2);
     float4 *pv = reinterpret_cast<float4 *>(p + head);
     const float4 *gv = reinterpret_cast<const float4 *>(g + head);
     float4 *v0 = ns > 0 ? reinterpret_cast<float4 *>(s0 + head) : nullptr;
@@ -278,6 +286,7 @@ __global__ void __launch_bounds__(DS_CUDA_THREADS)
     const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     for (size_t j = tid; j < nvec; j += stride) {
         float4 P = pv[j], G = gv[j];
+        G.x = fmul(G.x, c), G.y = fmul(G.y, c), G.z = fmul(G.z, c), G.w = fmul(G.w, c);
         float4 A = ns > 0 ? v0[j] : zero;
         float4 B = ns > 1 ? v1[j] : zero;
         float4 C = ns > 2 ? v2[j] : zero;
@@ -294,7 +303,7 @@ __global__ void __launch_bounds__(DS_CUDA_THREADS)
 
 template <class Rule>
 void optim_launch(struct ds_cuda *ctx, const Rule &rule, size_t n, float *p, const float *g,
-                  float *const *state)
+                  float *const *state, const double *guard)
 {
     constexpr int ns = Rule::slots;
     float *s[3] = {nullptr, nullptr, nullptr};
@@ -311,7 +320,7 @@ void optim_launch(struct ds_cuda *ctx, const Rule &rule, size_t n, float *p, con
     }
     unsigned blocks = ds_cuda_blocks(nvec ? nvec : n);
     DS_CUDA_LAUNCH(optim_kernel<Rule>, blocks, DS_CUDA_THREADS, 0, ctx->stream)(rule, n, head, nvec, p, g,
-                                                                    s[0], s[1], s[2]);
+                                                                    s[0], s[1], s[2], guard);
     DS_CUDA_LAUNCHED();
 }
 
@@ -619,9 +628,38 @@ double ds_cuda_dot(struct ds_backend *be, size_t n, const float *x, const float 
 
 void ds_cuda_optim_step(struct ds_backend *be, const struct ds_optim_ops *opt,
                         const struct ds_optim_hyper *h, const struct ds_optim_scalars *s, size_t n,
-                        float *p, const float *g, float *const *state)
+                        float *p, const float *g, float *const *state, const double *guard)
 {
     struct ds_cuda *ctx = ds_cuda_of(be);
     if (n == 0) return;
-    optim_rule_for(opt, h, s, [&](const auto &rule) { optim_launch(ctx, rule, n, p, g, state); });
+    optim_rule_for(opt, h, s,
+                   [&](const auto &rule) { optim_launch(ctx, rule, n, p, g, state, guard); });
+}
+
+/* grad_guard's second half, one thread: the partials of dot_kernel added in
+ * block order (fetch_sums' order, so guard[0] is the bits ds_cuda_dot
+ * returns), then the clip as the CPU computes it, in double. */
+__global__ void guard_kernel(const double *partial, double clip, double *guard)
+{
+    double sq = 0.0;
+    for (int b = 0; b < DS_CUDA_RED_BLOCKS; b++) sq += partial[b];
+    double norm = sqrt(sq);
+    guard[0] = sq;
+    if (!isfinite(norm)) {
+        guard[1] = (double)NAN;
+        return;
+    }
+    double coef = clip > 0.0 ? clip / (norm + 1e-6) : 1.0;
+    guard[1] = coef < 1.0 ? (double)(float)coef : 1.0;
+}
+
+void ds_cuda_grad_guard(struct ds_backend *be, size_t n, const float *g, double clip, double *guard)
+{
+    struct ds_cuda *ctx = ds_cuda_of(be);
+    int vec = ((uintptr_t)g & 15) == 0;
+    DS_CUDA_LAUNCH(dot_kernel, DS_CUDA_RED_BLOCKS, DS_CUDA_RED_THREADS, 0, ctx->stream)(n, g, g, vec,
+                                                                             ctx->partial);
+    DS_CUDA_LAUNCHED();
+    DS_CUDA_LAUNCH(guard_kernel, 1, 1, 0, ctx->stream)(ctx->partial, clip, guard);
+    DS_CUDA_LAUNCHED();
 }

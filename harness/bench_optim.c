@@ -249,7 +249,7 @@ int ds_cmd_bench_optim(int argc, char **argv)
     for (long long r = -DS_BENCH_WARMUP; r < a.repeat; r++) {
         sc.t++;
         double t0 = ds_now();
-        be.ops->optim_step(&be, opt, &hyper, &sc, n, p, g, state);
+        be.ops->optim_step(&be, opt, &hyper, &sc, n, p, g, state, NULL);
         be.ops->sync(&be);
         double t1 = ds_now();
         if (gpu) {

@@ -42,6 +42,8 @@ ds_status ds_trainer_init(struct ds_trainer *tr, struct ds_backend *be, struct d
                 tr->shard_ranges[tr->n_shard_ranges++] = (struct ds_param_range){lo, hi - lo, tr->ranges[i].decay};
         }
     }
+    tr->guard = be->ops->alloc(be, 2 * sizeof(double));
+    if (!tr->guard) return ds_err_set(err, DS_ERR_NOMEM, "out of memory for the gradient guard");
     ds_trainer_set_buckets(tr, DS_BUCKET_BYTES_DEFAULT);
     tr->n_slots = opt->n_slots(hyper);
     DS_ASSERT(tr->n_slots <= DS_OPTIM_MAX_SLOTS);
@@ -116,6 +118,7 @@ void ds_trainer_free(struct ds_trainer *tr)
     if (!tr) return;
     if (tr->be && tr->be->ops) tr->be->ops->free(tr->be, tr->state_buf);
     if (tr->be && tr->be->ops) tr->be->ops->free(tr->be, tr->shard_grad);
+    if (tr->be && tr->be->ops) tr->be->ops->free(tr->be, tr->guard);
     free(tr->ranges);
     free(tr->counts);
     free(tr->shard_ranges);
@@ -174,17 +177,25 @@ void ds_trainer_step(struct ds_trainer *tr, const int32_t *idx, int n, struct ds
     if (st != DS_OK) comm_failed(tr, "loss allreduce", st);
     be->ops->sync(be);
     double t2 = ds_now();
-    if (!tr->zero1) sq = be->ops->dot(be, np, task->grads, task->grads); /* the optimizer's part */
-
     info->loss = loss_sum / (double)n;
-    double norm = sqrt(sq);
-    info->grad_norm = norm;
-    info->finite = isfinite(info->loss) && isfinite(norm);
+    /* The norm and the clip. Replicated gradients: grad_guard queues them
+     * where the gradients are and the step reads its scale there, so a GPU
+     * runs backward, norm and step without waiting for the host; the norm
+     * comes back after the step is queued, and a non-finite one has made the
+     * step a no-op. A ZeRO-1 shard's square sum needs the other ranks', so
+     * that norm is decided on the host. */
+    const double *guard = NULL;
+    if (!tr->zero1) {
+        be->ops->grad_guard(be, np, task->grads, tr->clip, tr->guard);
+        guard = tr->guard;
+    }
+    double norm = tr->zero1 ? sqrt(sq) : 0.0;
+    info->finite = isfinite(info->loss) && (!tr->zero1 || isfinite(norm));
     if (info->finite) {
-        if (tr->clip > 0.0) {
+        if (tr->zero1 && tr->clip > 0.0) {
             /* torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped to 1 */
             double coef = tr->clip / (norm + 1e-6);
-            if (coef < 1.0) be->ops->scale(be, tr->zero1 ? tr->n_shard : np, g, (float)coef);
+            if (coef < 1.0) be->ops->scale(be, tr->n_shard, g, (float)coef);
         }
         struct ds_optim_scalars s = {.lr = (float)info->lr, .t = tr->t + 1};
         const struct ds_param_range *ranges = tr->zero1 ? tr->shard_ranges : tr->ranges;
@@ -197,7 +208,7 @@ void ds_trainer_step(struct ds_trainer *tr, const int32_t *idx, int n, struct ds
             float *slot[DS_OPTIM_MAX_SLOTS] = {0};
             for (int k = 0; k < tr->n_slots; k++) slot[k] = tr->state[k] + (rg->offset - g0);
             be->ops->optim_step(be, tr->opt, &tr->hyper, &s, rg->n, task->params + rg->offset,
-                                g + (rg->offset - g0), slot);
+                                g + (rg->offset - g0), slot, guard);
         }
         if (tr->zero1) {
             double ta = ds_now();
@@ -205,8 +216,15 @@ void ds_trainer_step(struct ds_trainer *tr, const int32_t *idx, int n, struct ds
                 comm_failed(tr, "parameter all-gather", st);
             gather_s = ds_now() - ta;
         }
-        tr->t++;
     }
+    if (!tr->zero1) {
+        double gd[2];
+        be->ops->download(be, gd, tr->guard, sizeof gd); /* waits for the step */
+        norm = sqrt(gd[0]);
+        info->finite = info->finite && isfinite(norm);
+    }
+    info->grad_norm = norm;
+    if (info->finite) tr->t++;
     be->ops->sync(be);
     double t3 = ds_now();
     info->compute_s = t1 - t0;

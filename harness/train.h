@@ -40,6 +40,7 @@ struct ds_trainer {
     size_t lo, n_shard;
     size_t *counts;               /* [ranks] shard sizes, owned */
     float *shard_grad;            /* [n_shard] backend memory, owned */
+    double *guard;                /* [2] backend memory, owned: grad_guard's norm and scale */
     int n_shard_ranges;
     struct ds_param_range *shard_ranges; /* the ranges cut to the shard, owned */
     /* Gradient buckets (data parallel without zero1): bucket k is

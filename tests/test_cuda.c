@@ -70,6 +70,7 @@
 #include "../optimizers/optim.h"
 #include "../optimizers/schedule.h"
 #include "../workloads/dataset.h"
+#include "../workloads/workload.h"
 
 #define PAR_TOL 1e-5       /* ||gpu - cpu|| / ||cpu|| */
 #define ELEM_TOL 1e-4      /* max |gpu - cpu| / max |cpu| */
@@ -1137,8 +1138,8 @@ static void optim_run(struct worst *w, const struct optim_case *oc)
         buf_put(&g, hg);
         struct ds_optim_scalars s = {
             .lr = h.lr * (1.0f - 0.05f * (float)t), .t = t, .l2 = h.l2, .l1 = h.l1, .wd = h.wd};
-        g_be.ops->optim_step(&g_be, o, &h, &s, n, p.c, g.c, sc);
-        g_gpu.ops->optim_step(&g_gpu, o, &h, &s, n, p.g, g.g, sg);
+        g_be.ops->optim_step(&g_be, o, &h, &s, n, p.c, g.c, sc, NULL);
+        g_gpu.ops->optim_step(&g_gpu, o, &h, &s, n, p.g, g.g, sg, NULL);
         snprintf(what, sizeof what, "%s (%s) step %d: p", o->name, oc->label, t);
         check_buf(w, what, &p);
         for (int k = 0; k < slots; k++) {
@@ -1383,6 +1384,119 @@ static void test_train_mlp(void **state)
     free(p0), free(p1), free(x), free(y);
 }
 
+/* ===================== fmnist-mlp, 100 steps, and a rerun ================= */
+
+#define FM_STEPS 100
+#define FM_BATCH 128
+
+struct fm_run {
+    double loss[FM_STEPS], norm[FM_STEPS];
+    int clipped;          /* steps whose norm was above the clip */
+    double eval_loss, eval_acc;
+    float *params;        /* host copy of the final parameters, owned */
+    size_t np;
+};
+
+/* 100 Adam steps of the real fmnist-mlp workload (Debian's Fashion-MNIST,
+ * dropout 0.1, the global-norm clip at 1) from the workload's seeded
+ * initialisation, the sampler's shuffled order, then eval on 2000 test
+ * images: what `descent run --workload fmnist-mlp --steps 100` does. */
+static int fm_train(struct ds_backend *be, struct fm_run *out)
+{
+    struct ds_err err = {{0}};
+    const struct ds_workload *w = ds_workload_find("fmnist-mlp");
+    assert_non_null(w);
+    struct ds_workload_args a;
+    memset(&a, 0, sizeof a);
+    a.seed = 7;
+    a.dropout = 0.1f;
+    a.max_batch = FM_BATCH;
+    a.eval_limit = 2000;
+    struct ds_task task;
+    ds_status st = w->create(&a, be, &task, &err);
+    if (st == DS_ERR_IO) { /* not installed: Debian's dataset-fashion-mnist */
+        print_message("# SKIP: fmnist-mlp: %s\n", err.msg);
+        return 0;
+    }
+    if (st != DS_OK) fail_msg("%s: fmnist-mlp: %s", be->ops->name, err.msg);
+    task.ops->init_params(&task, w->default_init, a.seed);
+    struct ds_comm comm;
+    if (ds_comm_create("local", be, &comm, &err) != DS_OK) fail_msg("local comm: %s", err.msg);
+    const struct ds_optim_ops *adam = ds_optim_find("adam");
+    struct ds_optim_hyper h;
+    adam->defaults(&h);
+    h.lr = 1e-3f;
+    struct ds_schedule sched = {.kind = DS_SCHED_CONSTANT, .base_lr = h.lr, .total = FM_STEPS};
+    struct ds_trainer tr;
+    const double clip = 1.0;
+    if (ds_trainer_init(&tr, be, &comm, &task, adam, &h, &sched, clip, 1, 0, &err) != DS_OK)
+        fail_msg("%s: ds_trainer_init: %s", be->ops->name, err.msg);
+    struct ds_sampler smp;
+    if (ds_sampler_init(&smp, task.n_train, FM_BATCH, 1, a.seed, &err) != DS_OK)
+        fail_msg("sampler: %s", err.msg);
+    out->clipped = 0;
+    for (int k = 0; k < FM_STEPS; k++) {
+        const int32_t *idx;
+        int n = ds_sampler_next(&smp, &idx);
+        struct ds_step_info info;
+        ds_trainer_step(&tr, idx, n, &info);
+        if (!info.finite) fail_msg("%s: step %d not finite", be->ops->name, k + 1);
+        out->loss[k] = info.loss, out->norm[k] = info.grad_norm;
+        out->clipped += info.grad_norm > clip;
+    }
+    task.ops->evaluate(&task, 1, &out->eval_loss, &out->eval_acc);
+    out->np = task.layout->total;
+    out->params = xcalloc(out->np, sizeof(float));
+    be->ops->download(be, out->params, task.params, out->np * sizeof(float));
+    ds_sampler_free(&smp);
+    ds_trainer_free(&tr);
+    ds_task_destroy(&task);
+    ds_comm_destroy(&comm);
+    return 1;
+}
+
+static void test_train_fmnist_mlp(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    static struct fm_run cpu, gpu, again;
+    if (!fm_train(&g_be, &cpu)) skip();
+    if (!fm_train(&g_gpu, &gpu) || !fm_train(&g_gpu, &again)) fail_msg("the data went away");
+    double worst = 0.0;
+    int worst_step = 1;
+    for (int k = 0; k < FM_STEPS; k++) {
+        double e = fabs(gpu.loss[k] - cpu.loss[k]) / fabs(cpu.loss[k]);
+        double en = fabs(gpu.norm[k] - cpu.norm[k]) / fabs(cpu.norm[k]);
+        if (e > worst) worst = e, worst_step = k + 1;
+        if (!(e <= TRAIN_TOL) || !(en <= TRAIN_TOL))
+            fail_msg("fmnist-mlp step %d: loss %.9g gpu, %.9g cpu (%.3g); gradient norm %.9g gpu, "
+                     "%.9g cpu (%.3g); tol %.0e",
+                     k + 1, gpu.loss[k], cpu.loss[k], e, gpu.norm[k], cpu.norm[k], en, TRAIN_TOL);
+    }
+    /* the clip must have acted on some steps and not on others, or it was not tested */
+    if (cpu.clipped == 0 || cpu.clipped == FM_STEPS || gpu.clipped != cpu.clipped)
+        fail_msg("fmnist-mlp: the clip at 1 acted on %d of %d steps on the cpu, %d on the gpu",
+                 cpu.clipped, FM_STEPS, gpu.clipped);
+    double ee = fabs(gpu.eval_loss - cpu.eval_loss) / fabs(cpu.eval_loss);
+    if (!(ee <= TRAIN_TOL) || fabs(gpu.eval_acc - cpu.eval_acc) > 1.5 / 2000.0)
+        fail_msg("fmnist-mlp eval: loss %.9g gpu, %.9g cpu (%.3g); accuracy %.4f gpu, %.4f cpu",
+                 gpu.eval_loss, cpu.eval_loss, ee, gpu.eval_acc, cpu.eval_acc);
+    /* the same seed twice on the gpu: the same bits, step by step */
+    if (memcmp(gpu.loss, again.loss, sizeof gpu.loss) != 0 ||
+        memcmp(gpu.norm, again.norm, sizeof gpu.norm) != 0 ||
+        memcmp(gpu.params, again.params, gpu.np * sizeof(float)) != 0 ||
+        memcmp(&gpu.eval_loss, &again.eval_loss, sizeof(double)) != 0)
+        fail_msg("fmnist-mlp twice on the gpu with the same seed: results differ");
+    print_message("# train fmnist-mlp: %d Adam steps of batch %d (dropout 0.1, clip 1 acting on "
+                  "%d steps), %zu parameters: worst loss difference %.2e (step %d) [tol %.0e]; "
+                  "final parameters differ by %.2e (relative norm); eval loss %.6f gpu, %.6f cpu, "
+                  "accuracy %.4f gpu, %.4f cpu; a second gpu run: bit-identical\n",
+                  FM_STEPS, FM_BATCH, cpu.clipped, cpu.np, worst, worst_step, TRAIN_TOL,
+                  tu_rel_err_f(gpu.params, cpu.params, cpu.np), gpu.eval_loss, cpu.eval_loss,
+                  gpu.eval_acc, cpu.eval_acc);
+    free(cpu.params), free(gpu.params), free(again.params);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1394,6 +1508,7 @@ int main(void)
         cmocka_unit_test(test_pool),          cmocka_unit_test(test_conv),
         cmocka_unit_test(test_losses),        cmocka_unit_test(test_optim_steps),
         cmocka_unit_test(test_determinism),   cmocka_unit_test(test_train_mlp),
+        cmocka_unit_test(test_train_fmnist_mlp),
     };
     return cmocka_run_group_tests_name("cuda", tests, group_setup, group_teardown);
 }
