@@ -235,9 +235,21 @@ static const int32_t *stage_idx(struct ds_backend *be, const int32_t *idx, int r
         DS_CUDA_CHECK(cudaMalloc((void **)&c->idx, cap * sizeof(int32_t)));
         c->idx_cap = cap;
     }
-    /* pageable source: returns once the host buffer has been read */
-    DS_CUDA_CHECK(cudaMemcpyAsync(c->idx, idx, (size_t)rows * sizeof(int32_t),
+    int k = c->idx_next;
+    c->idx_next = (k + 1) % DS_CUDA_IDX_SLOTS;
+    /* the copy this slot fed DS_CUDA_IDX_SLOTS gathers ago is long done in
+     * practice; the wait makes it certain before the host overwrites it */
+    DS_CUDA_CHECK(cudaEventSynchronize(c->idx_copied[k]));
+    if ((size_t)rows > c->idx_pin_cap[k]) {
+        DS_CUDA_CHECK(cudaFreeHost(c->idx_pin[k]));
+        c->idx_pin[k] = NULL;
+        DS_CUDA_CHECK(cudaMallocHost((void **)&c->idx_pin[k], c->idx_cap * sizeof(int32_t)));
+        c->idx_pin_cap[k] = c->idx_cap;
+    }
+    memcpy(c->idx_pin[k], idx, (size_t)rows * sizeof(int32_t));
+    DS_CUDA_CHECK(cudaMemcpyAsync(c->idx, c->idx_pin[k], (size_t)rows * sizeof(int32_t),
                                   cudaMemcpyHostToDevice, c->stream));
+    DS_CUDA_CHECK(cudaEventRecord(c->idx_copied[k], c->stream));
     return c->idx;
 }
 
@@ -314,6 +326,10 @@ static void cu_destroy(struct ds_backend *be)
     if (!c) return;
     DS_CUDA_CHECK(cudaStreamSynchronize(c->stream));
     DS_CUDA_CHECK(cudaFree(c->idx));
+    for (int k = 0; k < DS_CUDA_IDX_SLOTS; k++) {
+        DS_CUDA_CHECK(cudaFreeHost(c->idx_pin[k]));
+        DS_CUDA_CHECK(cudaEventDestroy(c->idx_copied[k]));
+    }
     DS_CUDA_CHECK(cudaFree(c->partial));
     DS_CUDA_CHECK(cudaFreeHost(c->partial_host));
     DS_CUBLAS_CHECK(cublasDestroy(c->blas));
@@ -398,6 +414,10 @@ extern "C" ds_status ds_backend_cuda_create(int tf32, struct ds_backend *out, st
     DS_CUBLAS_CHECK(cublasSetMathMode(c->blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
     DS_CUDA_CHECK(cudaMalloc((void **)&c->partial, DS_CUDA_RED_BLOCKS * 4 * sizeof(double)));
     DS_CUDA_CHECK(cudaMallocHost((void **)&c->partial_host, DS_CUDA_RED_BLOCKS * 4 * sizeof(double)));
+    for (int k = 0; k < DS_CUDA_IDX_SLOTS; k++) {
+        DS_CUDA_CHECK(cudaEventCreateWithFlags(&c->idx_copied[k], cudaEventDisableTiming));
+        DS_CUDA_CHECK(cudaEventRecord(c->idx_copied[k], c->stream)); /* "done": the first wait returns */
+    }
     struct cudaDeviceProp prop;
     DS_CUDA_CHECK(cudaGetDeviceProperties(&prop, c->device));
     int blas_version = 0;

@@ -70,6 +70,8 @@ extern "C" {
 /* After a kernel launch: launch errors (bad configuration) surface here. */
 #define DS_CUDA_LAUNCHED() DS_CUDA_CHECK(cudaGetLastError())
 
+#define DS_CUDA_IDX_SLOTS 4
+
 /* The backend's state (be->ctx). */
 struct ds_cuda {
     int device;
@@ -80,6 +82,13 @@ struct ds_cuda {
     /* host indices of a gather, copied here first (grown as needed) */
     int32_t *idx;
     size_t idx_cap;
+    /* ...through a ring of pinned buffers: a copy from pageable memory may
+     * make the driver wait for the stream, a pinned one never does; a slot
+     * is reused once its event says its copy is done */
+    int32_t *idx_pin[DS_CUDA_IDX_SLOTS];
+    size_t idx_pin_cap[DS_CUDA_IDX_SLOTS];
+    cudaEvent_t idx_copied[DS_CUDA_IDX_SLOTS];
+    int idx_next;
     /* reductions: per-block partials in double, and their host copy */
     double *partial;        /* [DS_CUDA_RED_BLOCKS * 4] device */
     double *partial_host;   /* pinned */
