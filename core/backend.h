@@ -170,6 +170,7 @@ struct ds_backend {
     const struct ds_backend_ops *ops;
     void *ctx;
     int threads;
+    char pci_bus_id[32]; /* the device's PCI address ("0000:65:00.0"); empty on the CPU */
 };
 
 /* Registry: the backends this build has. Creates `name` with `threads` CPU

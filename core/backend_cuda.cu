@@ -425,6 +425,8 @@ extern "C" ds_status ds_backend_cuda_create(int tf32, struct ds_backend *out, st
     snprintf(c->desc, sizeof c->desc, "cuda: %.120s (sm_%d%d, %.0f GiB), device %d of %d, cuBLAS %d, TF32 %s",
              prop.name, prop.major, prop.minor, (double)prop.totalGlobalMem / 1073741824.0, c->device,
              count, blas_version, tf32 ? "on" : "off");
+    /* where the GPU sits: --bind core puts the rank on the CPUs nearest it */
+    DS_CUDA_CHECK(cudaDeviceGetPCIBusId(out->pci_bus_id, (int)sizeof out->pci_bus_id, c->device));
     out->ops = &ds_cuda_ops;
     out->ctx = c;
     out->threads = 1;

@@ -122,3 +122,23 @@ ds_status ds_topology_bind_rank(int rank, int size, int *first, int *count, stru
     *count = hi - lo;
     return DS_OK;
 }
+
+ds_status ds_topology_bind_pci(const char *busid, char *where, size_t len, struct ds_err *err)
+{
+    hwloc_topology_t topo = the_topology(err);
+    if (!topo) return DS_ERR_FAILED;
+    hwloc_obj_t dev = hwloc_get_pcidev_by_busidstring(topo, busid);
+    hwloc_obj_t near = dev ? hwloc_get_non_io_ancestor_obj(topo, dev) : NULL;
+    if (!near || !near->cpuset || hwloc_bitmap_iszero(near->cpuset)) {
+        snprintf(where, len, "not bound: hwloc does not see PCI device %s", busid);
+        return DS_OK;
+    }
+    if (hwloc_set_cpubind(topo, near->cpuset, HWLOC_CPUBIND_PROCESS) != 0)
+        return ds_err_set(err, DS_ERR_FAILED, "--bind core: hwloc_set_cpubind near %s failed at %s:%d",
+                          busid, __FILE__, __LINE__);
+    char cpus[128];
+    hwloc_bitmap_list_snprintf(cpus, sizeof cpus, near->cpuset);
+    snprintf(where, len, "bound to CPUs %s (%s %u, nearest PCI device %s)", cpus,
+             hwloc_obj_type_string(near->type), near->logical_index, busid);
+    return DS_OK;
+}

@@ -19,4 +19,11 @@ void ds_topology_describe(const struct ds_topology *t, char *buf, size_t len);
  * and *count receive which. */
 ds_status ds_topology_bind_rank(int rank, int size, int *first, int *count, struct ds_err *err);
 
+/* Binds this process (every thread) to the CPUs hwloc places nearest the
+ * PCI device `busid` ("0000:65:00.0": a rank's GPU), so its host work and
+ * copies stay on the GPU's socket; *where receives them in words. DS_OK
+ * without binding, and *where saying so, when hwloc does not see the device
+ * (a container hiding PCI, a build without hwloc's PCI support). */
+ds_status ds_topology_bind_pci(const char *busid, char *where, size_t len, struct ds_err *err);
+
 #endif

@@ -77,7 +77,7 @@ static const struct ds_key ds_keys_[] = {
     {"gpus", K_LONG, F(gpus), 0, 4096, 0, 0, "0", NULL, NULL, 0, "data-parallel GPU ranks over NCCL"},
     {"zero1", K_BOOL, F(zero1), 0, 1, 0, 0, "off", NULL, NULL, 0, "ZeRO-1: shard the optimizer state over the ranks (reduce-scatter, step the shard, all-gather)"},
     {"bucket-kb", K_LONG, F(bucket_kb), 0, 1048576, 0, 0, "32", NULL, NULL, 0, "data parallel: KiB of gradients per allreduce bucket, each started once backward has made it final (0: one allreduce after backward)"},
-    {"bind", K_STR, F(bind), 0, 0, 0, 0, "none", NULL, NULL, 0, "bind each rank and its threads to its share of the cores (hwloc): core or none"},
+    {"bind", K_STR, F(bind), 0, 0, 0, 0, "none", NULL, NULL, 0, "bind each rank and its threads to its share of the cores, or a GPU rank to the CPUs nearest its GPU (hwloc): core or none"},
     {"init-scheme", K_STR, F(init_scheme), 0, 0, 0, 0, NULL, NULL, NULL, 0, "default (torch's), xavier, zeros"},
     {"dim", K_LONG, F(dim), 1, 1e9, 0, 0, NULL, "quadratic,linreg,logreg", NULL, 0, "problem dimension"},
     {"kappa", K_F64, F(kappa), 1, 1e12, 0, 0, "100", "quadratic", NULL, 0, "condition number of A"},

@@ -56,7 +56,13 @@ ds_status ds_session_open(struct ds_session *s, int argc, char **argv, struct ds
     st = ds_comm_create(c->gpus > 1 ? "nccl" : c->ranks > 1 ? "mpi" : "local", &s->be, &s->comm, err);
     if (st != DS_OK) return st;
     s->have_comm = 1;
-    if (strcmp(c->bind, "core") == 0) {
+    if (strcmp(c->bind, "core") == 0 && s->be.pci_bus_id[0]) {
+        /* a GPU rank: the CPUs nearest its GPU, not a share of all cores */
+        char where[256];
+        st = ds_topology_bind_pci(s->be.pci_bus_id, where, sizeof where, err);
+        if (st != DS_OK) return st;
+        if (s->comm.rank == 0) fprintf(stderr, "descent: --bind core: rank 0 %s\n", where);
+    } else if (strcmp(c->bind, "core") == 0) {
         int first = 0, count = 0;
         st = ds_topology_bind_rank(s->comm.rank, s->comm.size, &first, &count, err);
         if (st != DS_OK) return st;
