@@ -121,6 +121,15 @@ struct ds_backend_ops {
     double (*softmax_xent)(struct ds_backend *be, int rows, int cols, const float *logits,
                            const int32_t *labels, float *dlogits, float grad_scale,
                            int64_t *correct);
+    /* Optional (NULL: not offered; the GPU offers it). softmax_xent's sums
+     * kept where they are made, so a forward/backward need not wait for the
+     * device after each loss: while acc (backend memory, 3 doubles, zeroed
+     * by the caller) is set, softmax_xent adds its loss sum, its count of
+     * correct predictions and its count of labels outside [0, cols) to
+     * acc[0..2] (in call order: the bits of adding the returned sums on the
+     * host) and returns 0 at once; `correct` must be NULL meanwhile. NULL
+     * ends it. The caller reads acc when it needs the totals. */
+    void (*loss_defer)(struct ds_backend *be, double *acc);
     /* BCE with logits, one target in {0,1} (as float) per logit. */
     double (*bce_logits)(struct ds_backend *be, size_t n, const float *logits, const float *targets,
                          float *dlogits, float grad_scale, int64_t *correct);

@@ -364,6 +364,7 @@ static const struct ds_backend_ops ds_cuda_ops = {
     /* .pool_forward = */ ds_cuda_pool_forward,
     /* .pool_backward = */ ds_cuda_pool_backward,
     /* .softmax_xent = */ ds_cuda_softmax_xent,
+    /* .loss_defer = */ ds_cuda_loss_defer,
     /* .bce_logits = */ ds_cuda_bce_logits,
     /* .sq_error = */ ds_cuda_sq_error,
     /* .dot = */ ds_cuda_dot,

@@ -92,6 +92,7 @@ struct ds_cuda {
     /* reductions: per-block partials in double, and their host copy */
     double *partial;        /* [DS_CUDA_RED_BLOCKS * 4] device */
     double *partial_host;   /* pinned */
+    double *defer_acc;      /* loss_defer's accumulator (device), or NULL */
     /* conv: nothing persistent (its workspace is the caller's) */
 };
 
@@ -138,6 +139,7 @@ void ds_cuda_pool_backward(struct ds_backend *be, enum ds_pool_kind kind,
 double ds_cuda_softmax_xent(struct ds_backend *be, int rows, int cols, const float *logits,
                             const int32_t *labels, float *dlogits, float grad_scale,
                             int64_t *correct);
+void ds_cuda_loss_defer(struct ds_backend *be, double *acc);
 double ds_cuda_bce_logits(struct ds_backend *be, size_t n, const float *logits,
                           const float *targets, float *dlogits, float grad_scale,
                           int64_t *correct);

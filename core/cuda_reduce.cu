@@ -558,9 +558,22 @@ void optim_rule_for(const struct ds_optim_ops *opt, const struct ds_optim_hyper 
     }
 }
 
+/* loss_defer's accumulation, one thread: a reduction's partials added in
+ * block order (fetch_sums' order), each total then added to acc. */
+__global__ void accumulate_kernel(const double *partial, int nq, double *acc)
+{
+    for (int q = 0; q < nq; q++) {
+        double s = 0.0;
+        for (int b = 0; b < DS_CUDA_RED_BLOCKS; b++) s += partial[q * DS_CUDA_RED_BLOCKS + b];
+        acc[q] += s;
+    }
+}
+
 } /* namespace */
 
 /* ---- Entry points (cuda_common.cuh) ------------------------------------ */
+
+void ds_cuda_loss_defer(struct ds_backend *be, double *acc) { ds_cuda_of(be)->defer_acc = acc; }
 
 double ds_cuda_softmax_xent(struct ds_backend *be, int rows, int cols, const float *logits,
                             const int32_t *labels, float *dlogits, float grad_scale,
@@ -577,6 +590,12 @@ double ds_cuda_softmax_xent(struct ds_backend *be, int rows, int cols, const flo
         DS_CUDA_LAUNCH(xent_kernel<true>, DS_CUDA_RED_BLOCKS, DS_CUDA_RED_THREADS, 0, ctx->stream)(
             rows, cols, logits, labels, dlogits, grad_scale, ctx->partial);
     DS_CUDA_LAUNCHED();
+    if (ctx->defer_acc) {
+        DS_ASSERT_MSG(!correct, "softmax_xent: `correct` while the sums are deferred");
+        DS_CUDA_LAUNCH(accumulate_kernel, 1, 1, 0, ctx->stream)(ctx->partial, 3, ctx->defer_acc);
+        DS_CUDA_LAUNCHED();
+        return 0.0;
+    }
     double sums[3];
     fetch_sums(ctx, 3, sums);
     DS_ASSERT_MSG(sums[2] == 0.0, "%.0f of %d labels outside [0, %d)", sums[2], rows, cols);

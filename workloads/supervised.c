@@ -30,6 +30,7 @@ struct ds_sup {
     float *yb;                  /* [max_batch, target_cols] */
     int32_t *lb;                /* [max_batch] */
     float *dout;                /* [max_batch, out] loss gradient */
+    double *acc;                /* [3] backend memory: deferred loss sums, or NULL (loss_defer) */
     struct ds_supervised_spec spec;
     struct ds_layer_spec *layers; /* owned copy of spec.layers */
 };
@@ -76,6 +77,27 @@ static void gather_x(struct ds_sup *s, int split, int rows, const int32_t *idx)
         be->ops->gather_rows(be, rows, (size_t)d->dim, s->dx[split], idx, s->xb);
 }
 
+/* Deferred loss sums (s->acc): the device keeps them while the passes are
+ * queued, and the host waits once, for all of them, in defer_end. */
+static void defer_begin(struct ds_sup *s, struct ds_backend *be)
+{
+    if (!s->acc) return;
+    be->ops->fill(be, (float *)s->acc, 6, 0.0f); /* 3 doubles of zero bits */
+    be->ops->loss_defer(be, s->acc);
+}
+
+static void defer_end(struct ds_sup *s, struct ds_backend *be, int rows, double *total,
+                      int64_t *correct)
+{
+    if (!s->acc) return;
+    be->ops->loss_defer(be, NULL);
+    double a[3];
+    be->ops->download(be, a, s->acc, sizeof a);
+    DS_ASSERT_MSG(a[2] == 0.0, "%.0f of %d labels outside [0, %d)", a[2], rows, s->model.out);
+    *total = a[0];
+    if (correct) *correct = (int64_t)a[1];
+}
+
 static double sup_loss_grad(struct ds_task *t, const int32_t *idx, int n,
                             const struct ds_pass *pass, float grad_scale)
 {
@@ -85,6 +107,7 @@ static double sup_loss_grad(struct ds_task *t, const int32_t *idx, int n,
     int mb = s->model.max_batch, out = s->model.out;
     double total = 0.0;
     if (n == 0) be->ops->fill(be, t->grads, t->layout->total, 0.0f);
+    defer_begin(s, be);
     for (int r0 = 0; r0 < n; r0 += mb) {
         int rows = n - r0 < mb ? n - r0 : mb;
         gather_x(s, SPLIT_TRAIN, rows, idx + r0);
@@ -103,6 +126,7 @@ static double sup_loss_grad(struct ds_task *t, const int32_t *idx, int n,
         total += ds_loss_eval(be, s->spec.loss, rows, out, o, targets, s->dout, grad_scale, NULL);
         ds_model_backward(&s->model, s->dout, rows, &p, r0 > 0);
     }
+    defer_end(s, be, n, &total, NULL);
     return total;
 }
 
@@ -116,6 +140,7 @@ static void sup_evaluate(struct ds_task *t, int split, double *loss, double *met
     int64_t correct = 0;
     struct ds_pass pass = {0};
     int64_t n = s->spec.eval_limit > 0 && s->spec.eval_limit < d->n ? s->spec.eval_limit : d->n;
+    defer_begin(s, t->be);
     for (int64_t r0 = 0; r0 < n; r0 += mb) {
         int rows = n - r0 < mb ? (int)(n - r0) : mb;
         const float *x;
@@ -132,9 +157,11 @@ static void sup_evaluate(struct ds_task *t, int split, double *loss, double *met
                                   : (const void *)(s->dy[split] + (size_t)r0 * d->target_cols);
         const float *o = ds_model_forward(&s->model, x, rows, &pass);
         int64_t c = 0;
-        total += ds_loss_eval(t->be, s->spec.loss, rows, out, o, targets, NULL, 0.0f, &c);
+        total += ds_loss_eval(t->be, s->spec.loss, rows, out, o, targets, NULL, 0.0f,
+                              s->acc ? NULL : &c);
         correct += c;
     }
+    defer_end(s, t->be, (int)n, &total, &correct);
     *loss = n ? total / (double)n : NAN;
     if (strcmp(s->spec.metric, "accuracy") == 0) {
         /* BCE counts per logit; one logit per sample in our binary tasks */
@@ -218,6 +245,7 @@ static void sup_destroy(struct ds_task *t)
     be->ops->free(be, s->yb);
     be->ops->free(be, s->lb);
     be->ops->free(be, s->dout);
+    be->ops->free(be, s->acc);
     ds_model_free(&s->model);
     free(s->layers);
     free(s);
@@ -317,7 +345,9 @@ ds_status ds_supervised_create(struct ds_backend *be, const struct ds_supervised
     s->yb = be->ops->alloc(be, (size_t)mb * (d->target_cols ? d->target_cols : 1) * sizeof(float));
     s->lb = be->ops->alloc(be, (size_t)mb * sizeof(int32_t));
     s->dout = be->ops->alloc(be, (size_t)mb * s->model.out * sizeof(float));
-    if (!s->xb || !s->yb || !s->lb || !s->dout) {
+    const int defer = be->ops->loss_defer && spec->loss == DS_LOSS_XENT;
+    if (defer) s->acc = be->ops->alloc(be, 3 * sizeof(double));
+    if (!s->xb || !s->yb || !s->lb || !s->dout || (defer && !s->acc)) {
         st = ds_err_set(err, DS_ERR_NOMEM, "out of backend memory for batch buffers");
         goto fail;
     }
