@@ -185,7 +185,8 @@ baseline: all
 # machine into the sweep folder's projection/ (skipped, saying so, when this
 # descent has no scale command); prints where the report is. Where a GPU is
 # usable, also configs/gpu.ini (CPU against GPU) into the folder's gpu/, with
-# its own report; where not, says why that section was skipped.
+# its own report, and with two GPUs or more configs/gpus.ini (1 against 2
+# GPUs over NCCL) into gpus/; where not, says why each was skipped.
 bench: all
 	@out=results/bench-$$(date +%Y%m%d-%H%M%S); \
 	$(BUILD)/descent sweep configs/bench.ini -j 2 --out $$out && \
@@ -201,6 +202,11 @@ bench: all
 	if why=$$($(BUILD)/descent bench-optim --backend cuda --n 1000 --repeat 1 2>&1 >/dev/null); then \
 	  $(BUILD)/descent sweep configs/gpu.ini --out $$out/gpu && $(BUILD)/descent report $$out/gpu && \
 	  echo "make bench: GPU section (CPU against GPU): $$out/gpu/report.html"; \
+	  ngpu=$$(nvidia-smi -L 2>/dev/null | grep -c '^GPU'); \
+	  if [ "$${ngpu:-0}" -ge 2 ]; then \
+	    $(BUILD)/descent sweep configs/gpus.ini --out $$out/gpus && $(BUILD)/descent report $$out/gpus && \
+	    echo "make bench: GPU count (1 against 2 GPUs, NCCL): $$out/gpus/report.html"; \
+	  else echo "make bench: GPU-count section skipped: $${ngpu:-0} GPU(s) listed by nvidia-smi, it needs 2"; fi; \
 	else echo "make bench: GPU section skipped: $$why"; fi
 
 # The report looked at: the CI suite's report rendered by headless Chromium

@@ -460,7 +460,10 @@ static ds_status expand(struct ds_experiment *e, struct ds_err *err)
                         (e2.msg[2 + kl] == ':' || e2.msg[2 + kl] == ' '))
                         line = ax[a]->line;
                 }
-                return ds_err_set(err, DS_ERR_USAGE, "%s:%d: [run%s%s] the run with %s: %s",
+                /* a point this build cannot run (no MPI, no NCCL) stays "unsupported":
+                 * the file is valid elsewhere */
+                return ds_err_set(err, st == DS_ERR_UNSUPPORTED ? st : DS_ERR_USAGE,
+                                  "%s:%d: [run%s%s] the run with %s: %s",
                                   e->path, line ? line : 1, *e->groups[g].name ? "." : "",
                                   e->groups[g].name, label, e2.msg);
             }

@@ -514,7 +514,13 @@ static void test_shipped_configs(void **state)
         snprintf(base, sizeof base, "%.*s", (int)(len - 4), de->d_name);
         struct ds_experiment e;
         struct ds_err err = {{0}};
-        if (ds_exp_load(path, &e, &err) != DS_OK) fail_msg("%s: %s", path, err.msg);
+        ds_status st = ds_exp_load(path, &e, &err);
+        if (st == DS_ERR_UNSUPPORTED) { /* valid, but for a build with more (MPI, NCCL) */
+            print_message("# %-28s not runnable by this build: %s\n", path, err.msg);
+            n++;
+            continue;
+        }
+        if (st != DS_OK) fail_msg("%s: %s", path, err.msg);
         assert_string_equal(e.name, base);
         assert_true(e.n_points > 0);
         assert_true(e.description[0] != '\0');
