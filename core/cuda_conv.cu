@@ -15,6 +15,7 @@
  * GEMM takes it; whole-tensor offsets are size_t.
  */
 #include "cuda_common.cuh"
+#include "fastdiv.h"
 
 /* Floats of workspace a conv chunk may use, columns and GEMM output together
  * (1 GiB): the classic CNN's second convolution at batch 1024 needs 0.7 GB,
@@ -29,19 +30,42 @@
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);            \
          i += (size_t)gridDim.x * blockDim.x)
 
+/* Index arithmetic. The kernels below turn a flat index into coordinates
+ * with several divisions per element; by multiply and shift (fastdiv.h)
+ * when every index of the launch is under 2^31, the common case, and by the
+ * hardware's 64-bit division otherwise. Kernels take the divider type as a
+ * template parameter; ds_cuda_launch_div picks it. */
+namespace {
+struct div_fast {
+    struct ds_fastdiv f;
+    explicit div_fast(size_t d) : f(ds_fastdiv_make((uint32_t)d)) {}
+    __device__ size_t q(size_t n) const { return ds_fastdiv_div(f, (uint32_t)n); }
+};
+struct div_wide {
+    size_t d;
+    explicit div_wide(size_t d_) : d(d_) {}
+    __device__ size_t q(size_t n) const { return n / d; }
+};
+} /* namespace */
+
+/* Whether indices below n (and every divisor) fit fastdiv's range. */
+static inline int fits_fastdiv(size_t n) { return n < ((size_t)1 << 31); }
+
 /* ---------------------------------------------------------------- im2col */
 
 /* cols[(ci*k + ki)*k + kj, b*P + p] = x[b, ci, oh*s - pad + ki, ow*s - pad + kj],
  * 0 outside the image; one thread per column entry, so writes are coalesced. */
-__global__ static void k_im2col(struct ds_window g, const float *x, float *cols)
+template <class D>
+__global__ static void k_im2col(struct ds_window g, D dBP, D dKK, D dK, D dP, D dOW, const float *x,
+                                float *cols)
 {
     const int K = g.k, P = g.oh * g.ow, BP = g.batch * P;
     const size_t n = (size_t)g.c * K * K * BP;
     DS_CUDA_GRID_STRIDE(i, n)
     {
-        const int r = (int)(i / (size_t)BP), col = (int)(i - (size_t)r * BP);
-        const int ci = r / (K * K), ki = (r / K) % K, kj = r % K;
-        const int b = col / P, p = col % P, oh = p / g.ow, ow = p % g.ow;
+        const int r = (int)dBP.q(i), col = (int)(i - (size_t)r * BP);
+        const int ci = (int)dKK.q(r), rk = r - ci * K * K, ki = (int)dK.q(rk), kj = rk - ki * K;
+        const int b = (int)dP.q(col), p = col - b * P, oh = (int)dOW.q(p), ow = p - oh * g.ow;
         const int ih = oh * g.stride - g.pad + ki, iw = ow * g.stride - g.pad + kj;
         float v = 0.0f;
         if (ih >= 0 && ih < g.h && iw >= 0 && iw < g.w)
@@ -54,7 +78,14 @@ void ds_cuda_im2col(struct ds_backend *be, const struct ds_window *g, const floa
 {
     const size_t n = (size_t)g->c * g->k * g->k * g->batch * g->oh * g->ow;
     if (!n) return;
-    DS_CUDA_LAUNCH(k_im2col, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(*g, x, cols);
+    const size_t P = (size_t)g->oh * g->ow, BP = (size_t)g->batch * P, KK = (size_t)g->k * g->k;
+    cudaStream_t st = ds_cuda_of(be)->stream;
+    if (fits_fastdiv(n))
+        DS_CUDA_LAUNCH(k_im2col<div_fast>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
+            *g, div_fast(BP), div_fast(KK), div_fast(g->k), div_fast(P), div_fast(g->ow), x, cols);
+    else
+        DS_CUDA_LAUNCH(k_im2col<div_wide>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
+            *g, div_wide(BP), div_wide(KK), div_wide(g->k), div_wide(P), div_wide(g->ow), x, cols);
     DS_CUDA_LAUNCHED();
 }
 
@@ -63,21 +94,24 @@ void ds_cuda_im2col(struct ds_backend *be, const struct ds_window *g, const floa
  * from 0, so the sums are its bits. Kernel row ki reads input row ih from
  * output row oh = (ih + pad - ki) / s when that divides exactly, so only the
  * ki congruent to ih + pad modulo s are visited (still in increasing order). */
-__global__ static void k_col2im(struct ds_window g, const float *cols, float *dx)
+template <class D>
+__global__ static void k_col2im(struct ds_window g, D dHW, D dC, D dW, D dS, const float *cols,
+                                float *dx)
 {
     const int K = g.k, s = g.stride, P = g.oh * g.ow, hw = g.h * g.w;
     const size_t BP = (size_t)g.batch * P, n = (size_t)g.batch * g.c * hw;
     DS_CUDA_GRID_STRIDE(i, n)
     {
-        const int pl = (int)(i / (size_t)hw), q = (int)(i - (size_t)pl * hw);
-        const int b = pl / g.c, ci = pl % g.c, ih = q / g.w, iw = q % g.w;
+        const int pl = (int)dHW.q(i), q = (int)(i - (size_t)pl * hw);
+        const int b = (int)dC.q(pl), ci = pl - b * g.c, ih = (int)dW.q(q), iw = q - ih * g.w;
         const int th = ih + g.pad, tw = iw + g.pad;
+        /* ki runs th mod s, + s, ...: oh = (th - ki) / s starts at th / s
+         * and falls by one a step (likewise kj and ow) */
+        const int oh_first = (int)dS.q(th), ow_first = (int)dS.q(tw);
         float acc = 0.0f;
-        for (int ki = th % s; ki < K && ki <= th; ki += s) {
-            const int oh = (th - ki) / s;
+        for (int ki = th - oh_first * s, oh = oh_first; ki < K && ki <= th; ki += s, oh--) {
             if (oh >= g.oh) continue;
-            for (int kj = tw % s; kj < K && kj <= tw; kj += s) {
-                const int ow = (tw - kj) / s;
+            for (int kj = tw - ow_first * s, ow = ow_first; kj < K && kj <= tw; kj += s, ow--) {
                 if (ow >= g.ow) continue;
                 acc += cols[((size_t)(ci * K + ki) * K + kj) * BP + (size_t)b * P +
                             (size_t)oh * g.ow + ow];
@@ -89,9 +123,16 @@ __global__ static void k_col2im(struct ds_window g, const float *cols, float *dx
 
 void ds_cuda_col2im(struct ds_backend *be, const struct ds_window *g, const float *cols, float *dx)
 {
-    const size_t n = (size_t)g->batch * g->c * g->h * g->w;
+    const size_t n = (size_t)g->batch * g->c * g->h * g->w, hw = (size_t)g->h * g->w;
     if (!n) return;
-    DS_CUDA_LAUNCH(k_col2im, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(*g, cols, dx);
+    cudaStream_t st = ds_cuda_of(be)->stream;
+    /* th = ih + pad < 2^31 too: h + pad fits an int */
+    if (fits_fastdiv(n))
+        DS_CUDA_LAUNCH(k_col2im<div_fast>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
+            *g, div_fast(hw), div_fast(g->c), div_fast(g->w), div_fast(g->stride), cols, dx);
+    else
+        DS_CUDA_LAUNCH(k_col2im<div_wide>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
+            *g, div_wide(hw), div_wide(g->c), div_wide(g->w), div_wide(g->stride), cols, dx);
     DS_CUDA_LAUNCHED();
 }
 
@@ -100,15 +141,16 @@ void ds_cuda_col2im(struct ds_backend *be, const struct ds_window *g, const floa
 /* y[b, c, p] = act(yt[c, b*P + p] + bias[c]), one thread per yt entry (reads
  * coalesced, writes in runs of P). pre is written for every activation when
  * given (the CPU skips it for ReLU, whose backward reads y only). */
-__global__ static void k_chw_bias_act(int batch, int ch, int P, const float *yt, const float *bias,
-                                      enum ds_act act, float *y, float *pre)
+template <class D>
+__global__ static void k_chw_bias_act(int batch, int ch, int P, D dBP, D dP, const float *yt,
+                                      const float *bias, enum ds_act act, float *y, float *pre)
 {
     const int BP = batch * P;
     const size_t n = (size_t)ch * BP;
     DS_CUDA_GRID_STRIDE(i, n)
     {
-        const int c = (int)(i / (size_t)BP), col = (int)(i - (size_t)c * BP);
-        const int b = col / P, p = col % P;
+        const int c = (int)dBP.q(i), col = (int)(i - (size_t)c * BP);
+        const int b = (int)dP.q(col), p = col - b * P;
         const size_t at = ((size_t)b * ch + c) * P + p;
         const float z = yt[i] + (bias ? bias[c] : 0.0f);
         if (pre) pre[at] = z;
@@ -121,15 +163,22 @@ void ds_cuda_chw_bias_act(struct ds_backend *be, int batch, int ch, int P, const
 {
     const size_t n = (size_t)batch * ch * P;
     if (!n) return;
-    DS_CUDA_LAUNCH(k_chw_bias_act, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(
-        batch, ch, P, yt, bias, act, y, pre);
+    const size_t BP = (size_t)batch * P;
+    cudaStream_t st = ds_cuda_of(be)->stream;
+    if (fits_fastdiv(n))
+        DS_CUDA_LAUNCH(k_chw_bias_act<div_fast>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
+            batch, ch, P, div_fast(BP), div_fast(P), yt, bias, act, y, pre);
+    else
+        DS_CUDA_LAUNCH(k_chw_bias_act<div_wide>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
+            batch, ch, P, div_wide(BP), div_wide(P), yt, bias, act, y, pre);
     DS_CUDA_LAUNCHED();
 }
 
 /* dzt[c, b*P + p] = dy[b, c, p] act'(.). ReLU selects and the identity
  * copies, as the CPU does, so an infinite or NaN dy where y <= 0 still gives
  * 0; without pre, gelu's derivative is taken at 0, as on the CPU. */
-__global__ static void k_chw_act_backward(int batch, int ch, int P, enum ds_act act,
+template <class D>
+__global__ static void k_chw_act_backward(int batch, int ch, int P, D dBP, D dP, enum ds_act act,
                                           const float *pre, const float *y, const float *dy,
                                           float *dzt)
 {
@@ -137,8 +186,8 @@ __global__ static void k_chw_act_backward(int batch, int ch, int P, enum ds_act 
     const size_t n = (size_t)ch * BP;
     DS_CUDA_GRID_STRIDE(i, n)
     {
-        const int c = (int)(i / (size_t)BP), col = (int)(i - (size_t)c * BP);
-        const int b = col / P, p = col % P;
+        const int c = (int)dBP.q(i), col = (int)(i - (size_t)c * BP);
+        const int b = (int)dP.q(col), p = col - b * P;
         const size_t at = ((size_t)b * ch + c) * P + p;
         const float gv = dy[at];
         float d;
@@ -154,8 +203,14 @@ void ds_cuda_chw_act_backward(struct ds_backend *be, int batch, int ch, int P, e
 {
     const size_t n = (size_t)batch * ch * P;
     if (!n) return;
-    DS_CUDA_LAUNCH(k_chw_act_backward, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(
-        batch, ch, P, act, pre, y, dy, dzt);
+    const size_t BP = (size_t)batch * P;
+    cudaStream_t st = ds_cuda_of(be)->stream;
+    if (fits_fastdiv(n))
+        DS_CUDA_LAUNCH(k_chw_act_backward<div_fast>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
+            batch, ch, P, div_fast(BP), div_fast(P), act, pre, y, dy, dzt);
+    else
+        DS_CUDA_LAUNCH(k_chw_act_backward<div_wide>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
+            batch, ch, P, div_wide(BP), div_wide(P), act, pre, y, dy, dzt);
     DS_CUDA_LAUNCHED();
 }
 
@@ -201,16 +256,17 @@ void ds_cuda_row_sum(struct ds_backend *be, int rows, int cols, const float *x, 
 
 /* y = max (NaN if any is NaN, as torch's max_pool2d) or mean of the window,
  * scanned rows then columns in the CPU's order. */
-__global__ static void k_pool_forward(enum ds_pool_kind kind, struct ds_window g, const float *x,
-                                      float *y)
+template <class D>
+__global__ static void k_pool_forward(enum ds_pool_kind kind, struct ds_window g, D dOHW, D dOW,
+                                      const float *x, float *y)
 {
     const int K = g.k, ohw = g.oh * g.ow;
     const size_t n = (size_t)g.batch * g.c * ohw, in_plane = (size_t)g.h * g.w;
     const float inv = 1.0f / (float)(K * K);
     DS_CUDA_GRID_STRIDE(i, n)
     {
-        const size_t pl = i / (size_t)ohw;
-        const int o = (int)(i - pl * ohw), oh = o / g.ow, ow = o % g.ow;
+        const size_t pl = dOHW.q(i);
+        const int o = (int)(i - pl * ohw), oh = (int)dOW.q(o), ow = o - oh * g.ow;
         const float *win = x + pl * in_plane + (size_t)(oh * g.stride) * g.w + (size_t)ow * g.stride;
         float acc = kind == DS_POOL_MAX ? win[0] : 0.0f;
         for (int u = 0; u < K; u++)
@@ -228,8 +284,14 @@ void ds_cuda_pool_forward(struct ds_backend *be, enum ds_pool_kind kind, const s
 {
     const size_t n = (size_t)g->batch * g->c * g->oh * g->ow;
     if (!n) return;
-    DS_CUDA_LAUNCH(k_pool_forward, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(kind, *g, x,
-                                                                                     y);
+    const size_t ohw = (size_t)g->oh * g->ow;
+    cudaStream_t st = ds_cuda_of(be)->stream;
+    if (fits_fastdiv(n))
+        DS_CUDA_LAUNCH(k_pool_forward<div_fast>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
+            kind, *g, div_fast(ohw), div_fast(g->ow), x, y);
+    else
+        DS_CUDA_LAUNCH(k_pool_forward<div_wide>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
+            kind, *g, div_wide(ohw), div_wide(g->ow), x, y);
     DS_CUDA_LAUNCHED();
 }
 
@@ -253,19 +315,20 @@ __device__ static inline int pool_argmax(const float *win, int w, int K, int str
  * window's credited maximum (max): the CPU adds the same terms to a zeroed dx
  * in the same order. Windows overlap when stride < k; inputs that no window
  * covers get 0. */
-__global__ static void k_pool_backward(enum ds_pool_kind kind, struct ds_window g, const float *x,
-                                       const float *y, const float *dy, float *dx)
+template <class D>
+__global__ static void k_pool_backward(enum ds_pool_kind kind, struct ds_window g, D dHW, D dW, D dS,
+                                       const float *x, const float *y, const float *dy, float *dx)
 {
     const int K = g.k, s = g.stride, hw = g.h * g.w, ohw = g.oh * g.ow;
     const size_t n = (size_t)g.batch * g.c * hw;
     const float inv = 1.0f / (float)(K * K);
     DS_CUDA_GRID_STRIDE(i, n)
     {
-        const size_t pl = i / (size_t)hw;
-        const int q = (int)(i - pl * hw), ih = q / g.w, iw = q % g.w;
+        const size_t pl = dHW.q(i);
+        const int q = (int)(i - pl * hw), ih = (int)dW.q(q), iw = q - ih * g.w;
         /* windows oh with oh*s <= ih <= oh*s + K - 1, likewise ow */
-        const int oh0 = ih < K ? 0 : (ih - K) / s + 1, oh1 = min(ih / s, g.oh - 1);
-        const int ow0 = iw < K ? 0 : (iw - K) / s + 1, ow1 = min(iw / s, g.ow - 1);
+        const int oh0 = ih < K ? 0 : (int)dS.q(ih - K) + 1, oh1 = min((int)dS.q(ih), g.oh - 1);
+        const int ow0 = iw < K ? 0 : (int)dS.q(iw - K) + 1, ow1 = min((int)dS.q(iw), g.ow - 1);
         const float *xp = x + pl * hw;
         const size_t op = pl * ohw;
         float acc = 0.0f;
@@ -290,8 +353,14 @@ void ds_cuda_pool_backward(struct ds_backend *be, enum ds_pool_kind kind,
 {
     const size_t n = (size_t)g->batch * g->c * g->h * g->w;
     if (!n) return;
-    DS_CUDA_LAUNCH(k_pool_backward, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, ds_cuda_of(be)->stream)(kind, *g, x,
-                                                                                      y, dy, dx);
+    const size_t hw = (size_t)g->h * g->w;
+    cudaStream_t st = ds_cuda_of(be)->stream;
+    if (fits_fastdiv(n))
+        DS_CUDA_LAUNCH(k_pool_backward<div_fast>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
+            kind, *g, div_fast(hw), div_fast(g->w), div_fast(g->stride), x, y, dy, dx);
+    else
+        DS_CUDA_LAUNCH(k_pool_backward<div_wide>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
+            kind, *g, div_wide(hw), div_wide(g->w), div_wide(g->stride), x, y, dy, dx);
     DS_CUDA_LAUNCHED();
 }
 
