@@ -241,7 +241,7 @@ static const int32_t *stage_idx(struct ds_backend *be, const int32_t *idx, int r
      * practice; the wait makes it certain before the host overwrites it */
     DS_CUDA_CHECK(cudaEventSynchronize(c->idx_copied[k]));
     if ((size_t)rows > c->idx_pin_cap[k]) {
-        DS_CUDA_CHECK(cudaFreeHost(c->idx_pin[k]));
+        if (c->idx_pin[k]) DS_CUDA_CHECK(cudaFreeHost(c->idx_pin[k]));
         c->idx_pin[k] = NULL;
         DS_CUDA_CHECK(cudaMallocHost((void **)&c->idx_pin[k], c->idx_cap * sizeof(int32_t)));
         c->idx_pin_cap[k] = c->idx_cap;
@@ -327,7 +327,7 @@ static void cu_destroy(struct ds_backend *be)
     DS_CUDA_CHECK(cudaStreamSynchronize(c->stream));
     DS_CUDA_CHECK(cudaFree(c->idx));
     for (int k = 0; k < DS_CUDA_IDX_SLOTS; k++) {
-        DS_CUDA_CHECK(cudaFreeHost(c->idx_pin[k]));
+        if (c->idx_pin[k]) DS_CUDA_CHECK(cudaFreeHost(c->idx_pin[k]));
         DS_CUDA_CHECK(cudaEventDestroy(c->idx_copied[k]));
     }
     DS_CUDA_CHECK(cudaFree(c->partial));
@@ -426,8 +426,13 @@ extern "C" ds_status ds_backend_cuda_create(int tf32, struct ds_backend *out, st
     snprintf(c->desc, sizeof c->desc, "cuda: %.120s (sm_%d%d, %.0f GiB), device %d of %d, cuBLAS %d, TF32 %s",
              prop.name, prop.major, prop.minor, (double)prop.totalGlobalMem / 1073741824.0, c->device,
              count, blas_version, tf32 ? "on" : "off");
-    /* where the GPU sits: --bind core puts the rank on the CPUs nearest it */
-    DS_CUDA_CHECK(cudaDeviceGetPCIBusId(out->pci_bus_id, (int)sizeof out->pci_bus_id, c->device));
+    /* where the GPU sits: --bind core puts the rank on the CPUs nearest it;
+     * only that needs it, so a driver that cannot say leaves it empty (and
+     * --bind core falls back to a share of the cores) rather than failing */
+    if (cudaDeviceGetPCIBusId(out->pci_bus_id, (int)sizeof out->pci_bus_id, c->device) != cudaSuccess) {
+        (void)cudaGetLastError();
+        out->pci_bus_id[0] = '\0';
+    }
     out->ops = &ds_cuda_ops;
     out->ctx = c;
     out->threads = 1;

@@ -569,6 +569,23 @@ __global__ void accumulate_kernel(const double *partial, int nq, double *acc)
     }
 }
 
+/* grad_guard's second half, one thread: the partials of dot_kernel added in
+ * block order (fetch_sums' order, so guard[0] is the bits ds_cuda_dot
+ * returns), then the clip as the CPU computes it, in double. */
+__global__ void guard_kernel(const double *partial, double clip, double *guard)
+{
+    double sq = 0.0;
+    for (int b = 0; b < DS_CUDA_RED_BLOCKS; b++) sq += partial[b];
+    double norm = sqrt(sq);
+    guard[0] = sq;
+    if (!isfinite(norm)) {
+        guard[1] = (double)NAN;
+        return;
+    }
+    double coef = clip > 0.0 ? clip / (norm + 1e-6) : 1.0;
+    guard[1] = coef < 1.0 ? (double)(float)coef : 1.0;
+}
+
 } /* namespace */
 
 /* ---- Entry points (cuda_common.cuh) ------------------------------------ */
@@ -653,23 +670,6 @@ void ds_cuda_optim_step(struct ds_backend *be, const struct ds_optim_ops *opt,
     if (n == 0) return;
     optim_rule_for(opt, h, s,
                    [&](const auto &rule) { optim_launch(ctx, rule, n, p, g, state, guard); });
-}
-
-/* grad_guard's second half, one thread: the partials of dot_kernel added in
- * block order (fetch_sums' order, so guard[0] is the bits ds_cuda_dot
- * returns), then the clip as the CPU computes it, in double. */
-__global__ void guard_kernel(const double *partial, double clip, double *guard)
-{
-    double sq = 0.0;
-    for (int b = 0; b < DS_CUDA_RED_BLOCKS; b++) sq += partial[b];
-    double norm = sqrt(sq);
-    guard[0] = sq;
-    if (!isfinite(norm)) {
-        guard[1] = (double)NAN;
-        return;
-    }
-    double coef = clip > 0.0 ? clip / (norm + 1e-6) : 1.0;
-    guard[1] = coef < 1.0 ? (double)(float)coef : 1.0;
 }
 
 void ds_cuda_grad_guard(struct ds_backend *be, size_t n, const float *g, double clip, double *guard)

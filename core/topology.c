@@ -133,6 +133,10 @@ ds_status ds_topology_bind_pci(const char *busid, char *where, size_t len, struc
         snprintf(where, len, "not bound: hwloc does not see PCI device %s", busid);
         return DS_OK;
     }
+    if (near == hwloc_get_root_obj(topo)) { /* hwloc knows no nearer place than the machine */
+        snprintf(where, len, "not bound: hwloc places PCI device %s near no socket or NUMA node", busid);
+        return DS_OK;
+    }
     if (hwloc_set_cpubind(topo, near->cpuset, HWLOC_CPUBIND_PROCESS) != 0)
         return ds_err_set(err, DS_ERR_FAILED, "--bind core: hwloc_set_cpubind near %s failed at %s:%d",
                           busid, __FILE__, __LINE__);

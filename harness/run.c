@@ -443,6 +443,7 @@ int ds_cmd_run(int argc, char **argv)
     h.l1 = (float)c->l1;
     h.wd = (float)c->wd;
     st = ds_trainer_init(&tr, &s.be, &s.comm, task, s.opt, &h, &sched, c->clip, c->decay_bias, c->zero1, &err);
+    if (st != DS_OK) ds_trainer_free(&tr); /* what it allocated before failing */
     if (st != DS_OK) goto out;
     have_tr = 1;
     ds_trainer_set_buckets(&tr, (size_t)c->bucket_kb << 10);

@@ -179,11 +179,12 @@ void ds_trainer_step(struct ds_trainer *tr, const int32_t *idx, int n, struct ds
     double t2 = ds_now();
     info->loss = loss_sum / (double)n;
     /* The norm and the clip. Replicated gradients: grad_guard queues them
-     * where the gradients are and the step reads its scale there, so a GPU
-     * runs backward, norm and step without waiting for the host; the norm
-     * comes back after the step is queued, and a non-finite one has made the
-     * step a no-op. A ZeRO-1 shard's square sum needs the other ranks', so
-     * that norm is decided on the host. */
+     * where the gradients are and the step reads its scale there, so on a
+     * GPU the norm, the clip and the step need no round trip to the host
+     * between them; the norm comes back after the step is queued, and a
+     * non-finite one has made the step a no-op. (The step still waits once
+     * before this point, for the loss.) A ZeRO-1 shard's square sum needs
+     * the other ranks', so that norm is decided on the host. */
     const double *guard = NULL;
     if (!tr->zero1) {
         be->ops->grad_guard(be, np, task->grads, tr->clip, tr->guard);
