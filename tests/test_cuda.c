@@ -1240,6 +1240,56 @@ static void test_optim_steps(void **state)
                   runs, ds_optim_count(), DS_ARRAY_LEN(variants));
 }
 
+/* loss_defer (the GPU offers it): the sums it keeps on the device are the
+ * bits of adding the returned sums on the host, and it counts correct
+ * predictions and out-of-range labels. */
+static void test_loss_defer(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    struct ds_backend *be = &g_gpu;
+    if (!be->ops->loss_defer) {
+        print_message("# loss_defer: not offered by this backend\n");
+        return;
+    }
+    struct rng r = {1616};
+    enum { CALLS = 3 };
+    const int rows[CALLS] = {130, 1, 517}, cols[CALLS] = {10, 10, 47};
+    double host_sum = 0.0, host_correct = 0.0, acc_h[3];
+    double *acc = be_alloc_(be, 3 * sizeof(double));
+    for (int pass = 0; pass < 2; pass++) { /* 0: returned sums; 1: deferred */
+        struct rng rr = r;
+        if (pass == 1) {
+            be->ops->fill(be, (float *)acc, 6, 0.0f);
+            be->ops->loss_defer(be, acc);
+        }
+        for (int k = 0; k < CALLS; k++) {
+            struct buf z = buf_rand(&rr, (size_t)rows[k] * cols[k], -3.0, 3.0);
+            int32_t *lab = xcalloc((size_t)rows[k], sizeof(int32_t));
+            for (int i = 0; i < rows[k]; i++) lab[i] = (int32_t)rng_int(&rr, 0, cols[k] - 1);
+            int32_t *dl = be_alloc_(be, (size_t)rows[k] * sizeof(int32_t));
+            be->ops->upload(be, dl, lab, (size_t)rows[k] * sizeof(int32_t));
+            float *dz = be_alloc_(be, (size_t)rows[k] * cols[k] * sizeof(float));
+            int64_t c = 0;
+            double L = be->ops->softmax_xent(be, rows[k], cols[k], z.g, dl, dz, 0.5f, pass ? NULL : &c);
+            if (pass == 0) host_sum += L, host_correct += (double)c;
+            else if (L != 0.0) fail_msg("deferred softmax_xent returned %.17g, not 0", L);
+            be->ops->free(be, dz), be->ops->free(be, dl);
+            buf_free(&z);
+            free(lab);
+        }
+        if (pass == 1) be->ops->loss_defer(be, NULL);
+    }
+    be->ops->download(be, acc_h, acc, sizeof acc_h);
+    if (memcmp(&acc_h[0], &host_sum, sizeof host_sum) != 0 || acc_h[1] != host_correct || acc_h[2] != 0.0)
+        fail_msg("loss_defer: loss %.17g, correct %.0f, bad labels %.0f; the host's sum of the returns "
+                 "%.17g, correct %.0f",
+                 acc_h[0], acc_h[1], acc_h[2], host_sum, host_correct);
+    be->ops->free(be, acc);
+    print_message("# loss_defer: 3 softmax_xent calls kept on the device = the host's sum of their "
+                  "returns, to the bit (%.17g); correct %.0f\n", host_sum, host_correct);
+}
+
 /* ============================== determinism =============================== */
 
 static void expect_same_download(const char *what, const float *a, const float *b, size_t n)
@@ -1617,7 +1667,8 @@ int main(void)
         cmocka_unit_test(test_vector_ops),    cmocka_unit_test(test_gathers),
         cmocka_unit_test(test_im2col_col2im), cmocka_unit_test(test_chw_ops),
         cmocka_unit_test(test_pool),          cmocka_unit_test(test_conv),
-        cmocka_unit_test(test_losses),        cmocka_unit_test(test_optim_steps),
+        cmocka_unit_test(test_losses),        cmocka_unit_test(test_loss_defer),
+        cmocka_unit_test(test_optim_steps),
         cmocka_unit_test(test_determinism),   cmocka_unit_test(test_train_mlp),
         cmocka_unit_test(test_train_fmnist_mlp), cmocka_unit_test(test_train_fmnist_cnn),
     };
