@@ -3,7 +3,9 @@
 # `make bench` runs the default benchmark suite.
 #
 # Variables: NATIVE=1 adds -march=native; OPT (default -O2); SANITIZE=address,undefined;
-# WITH_CUDA=0/1 forces the CUDA parts off/on (default: on when nvcc is found).
+# WITH_CUDA=0/1 forces the CUDA parts off/on (default: on when nvcc is found);
+# WITH_CUDAEMU=0/1 the CUDA backend's tests on the host emulator (default: on
+# when a C++ compiler is found on x86-64).
 
 BUILD    ?= build
 OPT      ?= -O2
@@ -15,7 +17,7 @@ CC := gcc
 endif
 
 # Debian packages the build and the tests need (installed when missing and root).
-DEB_PACKAGES := gcc libc6-dev make pkg-config libopenblas-dev libopenblas-openmp-dev liblapacke-dev libcjson-dev libcmocka-dev zlib1g-dev libinih-dev libcsv-dev gnuplot-nox openmpi-bin libopenmpi-dev libhwloc-dev python3-numpy python3-torch dataset-fashion-mnist
+DEB_PACKAGES := gcc g++ libc6-dev make pkg-config libopenblas-dev libopenblas-openmp-dev liblapacke-dev libcjson-dev libcmocka-dev zlib1g-dev libinih-dev libcsv-dev gnuplot-nox openmpi-bin libopenmpi-dev libhwloc-dev python3-numpy python3-torch dataset-fashion-mnist
 
 # OpenBLAS built on OpenMP, pinned by rpath: its GEMM threads and our
 # element-wise threads are then one OpenMP pool taking turns, instead of two
@@ -31,7 +33,8 @@ ifeq ($(NATIVE),1)
 CFLAGS_BASE += -march=native
 endif
 ifneq ($(SANITIZE),)
-CFLAGS_BASE += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+SAN_FLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+CFLAGS_BASE += $(SAN_FLAGS)
 LDFLAGS_SAN := -fsanitize=$(SANITIZE)
 endif
 GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
@@ -92,7 +95,8 @@ NVCCFLAGS := -std=c++17 -O2 -g -lineinfo -ccbin $(CC) \
              -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90] \
              -Xcompiler -Wall,-Wextra,-Werror,-ffp-contract=off -Werror all-warnings --fmad=false -DDS_WITH_CUDA=1
 LIB_OBJ += $(CUDA_OBJ)
-LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -lstdc++ -ldl -lrt -lpthread
+CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -lstdc++ -ldl -lrt -lpthread
+LDLIBS += $(CUDA_LDLIBS)
 endif
 CFLAGS += -DDS_WITH_CUDA=$(WITH_CUDA)
 
@@ -101,9 +105,35 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # Unit tests: everything but the tests that run the binary (command line, replay).
 UNIT_BIN := $(filter-out $(BUILD)/tests/test_cli $(BUILD)/tests/test_replay,$(TEST_BIN))
 
+# The CUDA backend on the host (tests/cudaemu): the same core/*.cu kernels
+# (but comm_nccl.cu) compiled by the C++ compiler against shim CUDA runtime
+# and cuBLAS headers, run by an emulator, and linked with test_cuda.c as
+# $(BUILD)/tests/test_cuda_emu, so every `make test` runs the GPU-vs-CPU
+# parity tests: no nvcc, no GPU. The registry is compiled again with the
+# cuda backend in it, comm_local without NCCL (not emulated). x86-64 only
+# (the emulator switches stacks in assembly). No FMA contraction, as nvcc's
+# --fmad=false; -Wno-unknown-pragmas: g++ does not know nvcc's `#pragma unroll`.
+CXX_FOUND := $(shell command -v $(CXX) 2>/dev/null)
+ifeq ($(origin WITH_CUDAEMU),undefined)
+WITH_CUDAEMU := $(if $(and $(CXX_FOUND),$(filter x86_64-%,$(shell $(CC) -dumpmachine 2>/dev/null))),1,0)
+endif
+EMU := $(BUILD)/cudaemu
+EMU_HDR := $(wildcard tests/cudaemu/*.h)
+EMU_OBJ := $(patsubst %.cu,$(EMU)/%.o,$(filter-out core/comm_nccl.cu,$(wildcard core/*.cu))) \
+           $(EMU)/tests/cudaemu/cudaemu.o $(EMU)/core/backend_registry.o $(EMU)/core/comm_local.o
+EMU_LIB_OBJ := $(filter-out $(CUDA_OBJ) $(BUILD)/obj/core/backend_registry.o $(BUILD)/obj/core/comm_local.o,$(LIB_OBJ))
+EMU_CXXFLAGS := -std=c++17 $(OPT) -g -Wall -Wextra -Werror -Wno-unknown-pragmas -ffp-contract=off \
+                $(SAN_FLAGS) -DDS_CUDA_EMU=1 -DDS_WITH_CUDA=1 -Itests/cudaemu -Icore $(OPENBLAS_INC)
+EMU_CFLAGS = $(filter-out -DDS_WITH_CUDA=%,$(CFLAGS))
+EMU_LDLIBS = $(filter-out $(CUDA_LDLIBS),$(LDLIBS)) -lstdc++
+ifeq ($(WITH_CUDAEMU),1)
+TEST_BIN += $(BUILD)/tests/test_cudaemu $(BUILD)/tests/test_cuda_emu
+UNIT_BIN += $(BUILD)/tests/test_cudaemu $(BUILD)/tests/test_cuda_emu
+endif
+
 .PHONY: gpu-bundle gpu-check all deps test test-unit test-sanitize baseline bench report-check peer-fmnist peer-ddp baselines-fmnist clean install help
 all: deps $(BUILD)/descent
-	@echo "built $(BUILD)/descent  [cuda: $(if $(filter 1,$(WITH_CUDA)),CUDA backend built with $(NVCC),not built: no nvcc)] [mpi: $(if $(filter 1,$(WITH_MPI)),Open MPI,not built: no mpicc)] [nccl: $(if $(filter 11,$(WITH_CUDA)$(WITH_MPI)),opened at run time (libnccl.so.2),not built: needs CUDA and MPI)]"
+	@echo "built $(BUILD)/descent  [cuda: $(if $(filter 1,$(WITH_CUDA)),CUDA backend built with $(NVCC),not built: no nvcc)] [mpi: $(if $(filter 1,$(WITH_MPI)),Open MPI,not built: no mpicc)] [nccl: $(if $(filter 11,$(WITH_CUDA)$(WITH_MPI)),opened at run time (libnccl.so.2),not built: needs CUDA and MPI)] [cudaemu: $(if $(filter 1,$(WITH_CUDAEMU)),make test runs test_cuda on the host with $(CXX),not built: needs $(CXX) on x86-64)]"
 
 # Installs what is missing when root; otherwise prints the one command to run.
 deps:
@@ -126,7 +156,8 @@ deps:
 # Objects depend on the flags they were built with: changing OPT, NATIVE or
 # SANITIZE rebuilds them instead of silently linking stale objects.
 FLAGS_STAMP := $(BUILD)/.flags
-$(shell mkdir -p $(BUILD) && echo '$(CC) $(CFLAGS) $(KERNEL_FLAGS) $(LDLIBS) mpi=$(WITH_MPI)' | cmp -s - $(FLAGS_STAMP) || echo '$(CC) $(CFLAGS) $(KERNEL_FLAGS) $(LDLIBS) mpi=$(WITH_MPI)' > $(FLAGS_STAMP))
+FLAGS_ALL := $(CC) $(CFLAGS) $(KERNEL_FLAGS) $(LDLIBS) mpi=$(WITH_MPI) $(CXX) $(EMU_CXXFLAGS)
+$(shell mkdir -p $(BUILD) && echo '$(FLAGS_ALL)' | cmp -s - $(FLAGS_STAMP) || echo '$(FLAGS_ALL)' > $(FLAGS_STAMP))
 
 
 $(BUILD)/obj/core/comm_mpi.o: CFLAGS += -DDS_WITH_MPI=$(WITH_MPI) $(MPI_CFLAGS)
@@ -156,6 +187,44 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h tests/gcutil.h $(BUILD)/libdescent.
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
 	@$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libdescent.a $(LDLIBS) -lcmocka
+
+# test_cuda on the host emulator (tests/cudaemu; see EMU above).
+$(EMU)/core/%.o: core/%.cu $(EMU_HDR) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@echo "CXX $< (cudaemu)"
+	@$(CXX) -x c++ $(EMU_CXXFLAGS) -MMD -MP -c $< -o $@
+
+# The emulator itself at -O2 even in the sanitizer build (OPT=-O1): it is not
+# what that build tests, and its scheduler is most of the emulated run time.
+$(EMU)/tests/cudaemu/cudaemu.o: tests/cudaemu/cudaemu.cc $(EMU_HDR) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@echo "CXX $<"
+	@$(CXX) $(EMU_CXXFLAGS) -O2 -MMD -MP -c $< -o $@
+
+$(EMU)/core/backend_registry.o: core/backend_registry.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@echo "CC $< (cudaemu)"
+	@$(CC) $(EMU_CFLAGS) -DDS_WITH_CUDA=1 -MMD -MP -c $< -o $@
+
+$(EMU)/core/comm_local.o: core/comm_local.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@echo "CC $< (cudaemu)"
+	@$(CC) $(EMU_CFLAGS) -DDS_WITH_CUDA=0 -MMD -MP -c $< -o $@
+
+$(EMU)/libdescent.a: $(EMU_OBJ) $(EMU_LIB_OBJ)
+	@rm -f $@
+	@ar rcs $@ $^
+
+# The emulator's own test: correct kernels run right, buggy ones are stopped.
+$(BUILD)/tests/test_cudaemu: tests/cudaemu/selftest.cc $(EMU)/tests/cudaemu/cudaemu.o $(EMU_HDR) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@echo "CXX $<"
+	@$(CXX) $(EMU_CXXFLAGS) -o $@ $< $(EMU)/tests/cudaemu/cudaemu.o $(EMU_LDLIBS)
+
+$(BUILD)/tests/test_cuda_emu: tests/test_cuda.c tests/cudaemu/cmocka_skip.c tests/testutil.h tests/gcutil.h $(EMU)/libdescent.a $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@echo "CC $< (cudaemu)"
+	@$(CC) $(CFLAGS) -o $@ $< tests/cudaemu/cmocka_skip.c $(EMU)/libdescent.a $(EMU_LDLIBS) -lcmocka
 
 # Every test and the regression gate (tests/ci_gate.sh: configs/ci.ini against
 # results/baselines/ci.csv); then the tests once more under ASan + UBSan (the
@@ -265,6 +334,6 @@ clean:
 	rm -rf $(BUILD)
 
 help:
-	@sed -n '1,8p' Makefile
+	@sed -n '1,10p' Makefile
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/obj/harness/main.d
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/harness/main.d $(EMU_OBJ:.o=.d)
