@@ -34,7 +34,7 @@
  * with several divisions per element; by multiply and shift (fastdiv.h)
  * when every index of the launch is under 2^31, the common case, and by the
  * hardware's 64-bit division otherwise. Kernels take the divider type as a
- * template parameter; ds_cuda_launch_div picks it. */
+ * template parameter; with_divider picks it. */
 namespace {
 struct div_fast {
     struct ds_fastdiv f;
@@ -48,8 +48,13 @@ struct div_wide {
 };
 } /* namespace */
 
-/* Whether indices below n (and every divisor) fit fastdiv's range. */
-static inline int fits_fastdiv(size_t n) { return n < ((size_t)1 << 31); }
+/* Calls launch(D(1)) with the divider type D that indices below n allow
+ * (every divisor of a launch is at most its n). */
+template <class F> static void with_divider(size_t n, F &&launch)
+{
+    if (n < ((size_t)1 << 31)) launch(div_fast(1));
+    else launch(div_wide(1));
+}
 
 /* ---------------------------------------------------------------- im2col */
 
@@ -80,12 +85,12 @@ void ds_cuda_im2col(struct ds_backend *be, const struct ds_window *g, const floa
     if (!n) return;
     const size_t P = (size_t)g->oh * g->ow, BP = (size_t)g->batch * P, KK = (size_t)g->k * g->k;
     cudaStream_t st = ds_cuda_of(be)->stream;
-    if (fits_fastdiv(n))
-        DS_CUDA_LAUNCH(k_im2col<div_fast>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
-            *g, div_fast(BP), div_fast(KK), div_fast(g->k), div_fast(P), div_fast(g->ow), x, cols);
-    else
-        DS_CUDA_LAUNCH(k_im2col<div_wide>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
-            *g, div_wide(BP), div_wide(KK), div_wide(g->k), div_wide(P), div_wide(g->ow), x, cols);
+    with_divider(n, [&](auto d) {
+        using D = decltype(d);
+        (void)d;
+        DS_CUDA_LAUNCH(k_im2col<D>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
+            *g, D(BP), D(KK), D(g->k), D(P), D(g->ow), x, cols);
+    });
     DS_CUDA_LAUNCHED();
 }
 
@@ -127,12 +132,12 @@ void ds_cuda_col2im(struct ds_backend *be, const struct ds_window *g, const floa
     if (!n) return;
     cudaStream_t st = ds_cuda_of(be)->stream;
     /* th = ih + pad < 2^31 too: h + pad fits an int */
-    if (fits_fastdiv(n))
-        DS_CUDA_LAUNCH(k_col2im<div_fast>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
-            *g, div_fast(hw), div_fast(g->c), div_fast(g->w), div_fast(g->stride), cols, dx);
-    else
-        DS_CUDA_LAUNCH(k_col2im<div_wide>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
-            *g, div_wide(hw), div_wide(g->c), div_wide(g->w), div_wide(g->stride), cols, dx);
+    with_divider(n, [&](auto d) {
+        using D = decltype(d);
+        (void)d;
+        DS_CUDA_LAUNCH(k_col2im<D>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
+            *g, D(hw), D(g->c), D(g->w), D(g->stride), cols, dx);
+    });
     DS_CUDA_LAUNCHED();
 }
 
@@ -165,12 +170,12 @@ void ds_cuda_chw_bias_act(struct ds_backend *be, int batch, int ch, int P, const
     if (!n) return;
     const size_t BP = (size_t)batch * P;
     cudaStream_t st = ds_cuda_of(be)->stream;
-    if (fits_fastdiv(n))
-        DS_CUDA_LAUNCH(k_chw_bias_act<div_fast>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
-            batch, ch, P, div_fast(BP), div_fast(P), yt, bias, act, y, pre);
-    else
-        DS_CUDA_LAUNCH(k_chw_bias_act<div_wide>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
-            batch, ch, P, div_wide(BP), div_wide(P), yt, bias, act, y, pre);
+    with_divider(n, [&](auto d) {
+        using D = decltype(d);
+        (void)d;
+        DS_CUDA_LAUNCH(k_chw_bias_act<D>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
+            batch, ch, P, D(BP), D(P), yt, bias, act, y, pre);
+    });
     DS_CUDA_LAUNCHED();
 }
 
@@ -205,12 +210,12 @@ void ds_cuda_chw_act_backward(struct ds_backend *be, int batch, int ch, int P, e
     if (!n) return;
     const size_t BP = (size_t)batch * P;
     cudaStream_t st = ds_cuda_of(be)->stream;
-    if (fits_fastdiv(n))
-        DS_CUDA_LAUNCH(k_chw_act_backward<div_fast>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
-            batch, ch, P, div_fast(BP), div_fast(P), act, pre, y, dy, dzt);
-    else
-        DS_CUDA_LAUNCH(k_chw_act_backward<div_wide>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
-            batch, ch, P, div_wide(BP), div_wide(P), act, pre, y, dy, dzt);
+    with_divider(n, [&](auto d) {
+        using D = decltype(d);
+        (void)d;
+        DS_CUDA_LAUNCH(k_chw_act_backward<D>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
+            batch, ch, P, D(BP), D(P), act, pre, y, dy, dzt);
+    });
     DS_CUDA_LAUNCHED();
 }
 
@@ -286,12 +291,12 @@ void ds_cuda_pool_forward(struct ds_backend *be, enum ds_pool_kind kind, const s
     if (!n) return;
     const size_t ohw = (size_t)g->oh * g->ow;
     cudaStream_t st = ds_cuda_of(be)->stream;
-    if (fits_fastdiv(n))
-        DS_CUDA_LAUNCH(k_pool_forward<div_fast>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
-            kind, *g, div_fast(ohw), div_fast(g->ow), x, y);
-    else
-        DS_CUDA_LAUNCH(k_pool_forward<div_wide>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
-            kind, *g, div_wide(ohw), div_wide(g->ow), x, y);
+    with_divider(n, [&](auto d) {
+        using D = decltype(d);
+        (void)d;
+        DS_CUDA_LAUNCH(k_pool_forward<D>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
+            kind, *g, D(ohw), D(g->ow), x, y);
+    });
     DS_CUDA_LAUNCHED();
 }
 
@@ -355,12 +360,12 @@ void ds_cuda_pool_backward(struct ds_backend *be, enum ds_pool_kind kind,
     if (!n) return;
     const size_t hw = (size_t)g->h * g->w;
     cudaStream_t st = ds_cuda_of(be)->stream;
-    if (fits_fastdiv(n))
-        DS_CUDA_LAUNCH(k_pool_backward<div_fast>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
-            kind, *g, div_fast(hw), div_fast(g->w), div_fast(g->stride), x, y, dy, dx);
-    else
-        DS_CUDA_LAUNCH(k_pool_backward<div_wide>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
-            kind, *g, div_wide(hw), div_wide(g->w), div_wide(g->stride), x, y, dy, dx);
+    with_divider(n, [&](auto d) {
+        using D = decltype(d);
+        (void)d;
+        DS_CUDA_LAUNCH(k_pool_backward<D>, ds_cuda_blocks(n), DS_CUDA_THREADS, 0, st)(
+            kind, *g, D(hw), D(g->w), D(g->stride), x, y, dy, dx);
+    });
     DS_CUDA_LAUNCHED();
 }
 
