@@ -496,6 +496,16 @@ __global__ void __launch_bounds__(DS_CUDA_RED_THREADS)
     block_sum_store<3>(acc, partial);
 }
 
+/* Slot q's total over the blocks' partials, added in block order: the one
+ * order every reader of a reduction uses (the host in fetch_sums, the
+ * device in accumulate_kernel and guard_kernel), so they agree to the bit. */
+__host__ __device__ inline double blocks_sum(const double *partial, int q)
+{
+    double s = 0.0;
+    for (int b = 0; b < DS_CUDA_RED_BLOCKS; b++) s += partial[q * DS_CUDA_RED_BLOCKS + b];
+    return s;
+}
+
 /* The nq sums of the last reduction: partials copied back, blocks added in
  * order. */
 void fetch_sums(struct ds_cuda *ctx, int nq, double *out)
@@ -504,11 +514,7 @@ void fetch_sums(struct ds_cuda *ctx, int nq, double *out)
                                   (size_t)nq * DS_CUDA_RED_BLOCKS * sizeof(double),
                                   cudaMemcpyDeviceToHost, ctx->stream));
     DS_CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
-    for (int q = 0; q < nq; q++) {
-        double s = 0.0;
-        for (int b = 0; b < DS_CUDA_RED_BLOCKS; b++) s += ctx->partial_host[q * DS_CUDA_RED_BLOCKS + b];
-        out[q] = s;
-    }
+    for (int q = 0; q < nq; q++) out[q] = blocks_sum(ctx->partial_host, q);
 }
 
 /* Calls f(rule) with opt's rule and this step's constants, computed as the
@@ -562,11 +568,7 @@ void optim_rule_for(const struct ds_optim_ops *opt, const struct ds_optim_hyper 
  * block order (fetch_sums' order), each total then added to acc. */
 __global__ void accumulate_kernel(const double *partial, int nq, double *acc)
 {
-    for (int q = 0; q < nq; q++) {
-        double s = 0.0;
-        for (int b = 0; b < DS_CUDA_RED_BLOCKS; b++) s += partial[q * DS_CUDA_RED_BLOCKS + b];
-        acc[q] += s;
-    }
+    for (int q = 0; q < nq; q++) acc[q] += blocks_sum(partial, q);
 }
 
 /* grad_guard's second half, one thread: the partials of dot_kernel added in
@@ -574,8 +576,7 @@ __global__ void accumulate_kernel(const double *partial, int nq, double *acc)
  * returns), then the clip as the CPU computes it, in double. */
 __global__ void guard_kernel(const double *partial, double clip, double *guard)
 {
-    double sq = 0.0;
-    for (int b = 0; b < DS_CUDA_RED_BLOCKS; b++) sq += partial[b];
+    double sq = blocks_sum(partial, 0);
     double norm = sqrt(sq);
     guard[0] = sq;
     if (!isfinite(norm)) {
